@@ -1,0 +1,1 @@
+"""The FastAPI application: REST API, health, and (later) tiles, admin and the static map page."""

@@ -1,0 +1,1 @@
+"""Database access: the local PostGIS cluster, the engine and the table definitions."""

@@ -1,0 +1,60 @@
+"""Table definitions (the schema itself is owned by the Alembic migrations)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from geoalchemy2 import Geometry
+from sqlalchemy.dialects import postgresql as pg
+
+metadata = sa.MetaData()
+
+sites = sa.Table(
+    "sites",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False, comment="Source id (MinMod source_id URI, or mrds/geojson)"),
+    sa.Column("record_id", sa.Text, nullable=False, comment="The record's id within its source"),
+    sa.Column("name", sa.Text),
+    sa.Column("state", sa.String(2), comment="US postal code of the state the point lies in"),
+    sa.Column("country", sa.String(2), nullable=False, server_default="US"),
+    sa.Column(
+        "geom",
+        Geometry("POINT", srid=4326, spatial_index=False),
+        nullable=False,
+    ),
+    sa.Column(
+        "species",
+        pg.ARRAY(sa.Text),
+        nullable=False,
+        server_default="{}",
+        comment="Canonical commodity ids (gold, sand_and_gravel, ...)",
+    ),
+    sa.Column("commodities", pg.ARRAY(sa.Text), nullable=False, server_default="{}",
+              comment="Commodity names as the source spelled them"),
+    sa.Column("deposit_types", pg.ARRAY(sa.Text), nullable=False, server_default="{}"),
+    sa.Column("rank", sa.Text, comment="Site rank or development status as the source gave it"),
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("source", "record_id", name="uq_sites_source_record"),
+    sa.Index("ix_sites_geom", "geom", postgresql_using="gist"),
+    sa.Index("ix_sites_species", "species", postgresql_using="gin"),
+)
+
+ingest_runs = sa.Table(
+    "ingest_runs",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(always=False), primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False, comment="minmod, mrds or geojson"),
+    sa.Column("path", sa.Text, nullable=False, comment="File name (not a path a client chose)"),
+    sa.Column("status", sa.Text, nullable=False, comment="ok or failed"),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("n_read", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("n_inserted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("n_updated", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("n_skipped", sa.Integer, nullable=False, server_default="0",
+              comment="Good records outside the US"),
+    sa.Column("n_rejected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rejects", pg.JSONB, nullable=False, server_default="[]",
+              comment="[{record, reason}] for every rejected record"),
+    sa.Column("error", sa.Text),
+)

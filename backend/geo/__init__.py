@@ -1,0 +1,1 @@
+"""Geographic reference data: US state and nation outlines."""
