@@ -9,9 +9,9 @@ STAMP := $(VENV)/.installed
 # Real data first by reliability: the MRDS California subset, then every other bundled source.
 BUNDLED := data/raw/minmod/usgs_mrds_california.tar.xz data/raw/minmod
 
-.PHONY: demo test system system-test install db ingest serve lint typecheck pytest bench clean-db
+.PHONY: demo test system system-test install db ingest cube serve lint typecheck pytest bench clean-db
 
-demo: system install db ingest serve
+demo: system install db ingest cube serve
 
 test: system-test install db lint typecheck pytest
 
@@ -35,6 +35,9 @@ db: install
 
 ingest: db
 	$(M3) ingest minmod $(BUNDLED)
+
+cube: ingest
+	$(M3) cube build --out cube --no-progress
 
 serve:
 	$(M3) serve

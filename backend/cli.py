@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
+from backend.cube.cli import cube_app
 from backend.logs import configure_logging
 from backend.settings import Settings
 
@@ -19,6 +20,7 @@ db_app = typer.Typer(help="The PostGIS database (a project-local cluster unless 
 ingest_app = typer.Typer(help="Load mineral-site records into the store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(cube_app, name="cube")
 
 log = logging.getLogger("m3")
 

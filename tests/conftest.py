@@ -83,6 +83,12 @@ def full_engine(full_db_url) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture(scope="session")
+def engine(full_engine) -> sa.Engine:
+    """The full database's engine under the name the cube tests ask for."""
+    return full_engine
+
+
+@pytest.fixture(scope="session")
 def scratch_db_url(make_database) -> str:
     """A migrated database for tests that write (emptied before each use)."""
     return make_database()

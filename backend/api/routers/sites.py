@@ -93,9 +93,8 @@ def list_species(request: Request, conn: ConnDep) -> Response:
     cache = getattr(request.app.state, "species_cache", None)
     now = time.monotonic()
     if cache is None or now - cache[0] > SPECIES_CACHE_SECONDS:
-        counts: dict[str, int] = dict(conn.execute(sa.text(
-            "SELECT sp, count(*) FROM sites, unnest(species) AS sp GROUP BY sp"
-        )).tuples().all())
+        result = conn.execute(sa.text("SELECT sp, count(*) FROM sites, unnest(species) AS sp GROUP BY sp"))
+        counts: dict[str, int] = {str(sp): int(n) for sp, n in result}
         vocab = vocabulary()
         ids = sorted(set(counts) | set(M3_SPECIES), key=lambda s: (-counts.get(s, 0), s))
         items = [

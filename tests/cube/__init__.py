@@ -1,0 +1,1 @@
+"""Tests of the CONUS data cube (backend/cube)."""
