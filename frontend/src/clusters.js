@@ -1,0 +1,36 @@
+// Flagged clusters: polygons where the model expects a resource no record shows.
+
+import { getJSON, query } from "./api.js";
+import { escapeHtml, fmt } from "./ui.js";
+
+export function clusterPopup(p) {
+  const sites = p.nearby_sites || p.sites || [];
+  const list = sites.slice(0, 50).map((s) => {
+    const props = s.properties || s;
+    return `<li>${escapeHtml(props.name || props.record_id)} — ${escapeHtml((props.commodities || props.species || []).join(", "))}` +
+      `${props.distance_m !== undefined ? ` (${(props.distance_m / 1000).toFixed(1)} km)` : ""}</li>`;
+  }).join("");
+  return `<div class="popup"><h3>Flagged ${escapeHtml(p.species)} cluster</h3>` +
+    `<div><b>Mean score:</b> ${fmt(p.mean_score)} · <b>max:</b> ${fmt(p.max_score)}</div>` +
+    `<div><b>Area:</b> ${fmt(p.area_km2, 0)} km² (${p.cell_count ?? "?"} cells)</div>` +
+    `<div><b>Known sites inside or near (${sites.length}):</b></div>` +
+    (sites.length ? `<ul class="overlap">${list}</ul>` : "<p>None: no record of any commodity nearby.</p>") + "</div>";
+}
+
+export class ClustersLayer {
+  constructor(map) {
+    this.map = map;
+    this.group = L.featureGroup([], { pane: "clusters" });
+  }
+
+  async load(species) {
+    const body = await getJSON(`/api/clusters?${query({ species })}`);
+    this.group.clearLayers();
+    L.geoJSON(body, {
+      pane: "clusters",
+      style: { color: "#d62828", weight: 2, fillColor: "#f77f00", fillOpacity: 0.25 },
+      onEachFeature: (f, layer) => layer.bindPopup(clusterPopup(f.properties), { maxWidth: 320 }),
+    }).eachLayer((l) => this.group.addLayer(l));
+    return body.features ? body.features.length : 0;
+  }
+}
