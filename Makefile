@@ -9,11 +9,11 @@ STAMP := $(VENV)/.installed
 # Real data first by reliability: the MRDS California subset, then every other bundled source.
 BUNDLED := data/raw/minmod/usgs_mrds_california.tar.xz data/raw/minmod
 
-.PHONY: demo test system system-test install db ingest cube serve lint typecheck pytest bench clean-db
+.PHONY: demo test system system-test install frontend db ingest cube layers serve lint typecheck pytest bench clean-db
 
-demo: system install db ingest cube serve
+demo: system install frontend db ingest cube layers serve
 
-test: system-test install db lint typecheck pytest
+test: system-test install frontend db lint typecheck pytest
 
 system:
 	@scripts/system-packages.sh demo
@@ -26,7 +26,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install -q -e ".[serve]" --group dev
+	$(BIN)/python -m pip install -q -e ".[serve,train]" --group dev
 	touch $(STAMP)
 
 db: install
@@ -39,11 +39,25 @@ ingest: db
 cube: ingest
 	$(M3) cube build --out cube --no-progress
 
+# Whole-map layers and flagged clusters from the committed demo model (skipped when already current).
+LAYERS_STAMP := layers/.demo-$(shell sha256sum runs/demo/model.onnx 2>/dev/null | cut -c1-12)
+
+layers: $(LAYERS_STAMP)
+
+$(LAYERS_STAMP): cube
+	$(M3) infer --masks 3 --seeds 1 --no-progress
+	mkdir -p layers && touch $(LAYERS_STAMP)
+
+frontend: frontend/node_modules/.package-lock.json
+
+frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+
 serve:
 	$(M3) serve
 
 lint: install
-	$(BIN)/ruff check backend tests bench alembic
+	$(BIN)/ruff check backend model tests bench alembic
 
 typecheck: install
 	$(BIN)/mypy

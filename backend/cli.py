@@ -12,6 +12,7 @@ from tqdm import tqdm
 from backend.cube.cli import cube_app
 from backend.logs import configure_logging
 from backend.settings import Settings
+from model.cli import model_app
 
 app = typer.Typer(help="M3 prospectivity service: site store, data cube, model, inference, web map.",
                   no_args_is_help=True)
@@ -21,6 +22,7 @@ ingest_app = typer.Typer(help="Load mineral-site records into the store.", no_ar
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(cube_app, name="cube")
+app.add_typer(model_app)  # m3 train | evaluate | export (torch is imported inside those commands only)
 
 log = logging.getLogger("m3")
 
@@ -205,6 +207,83 @@ def ingest_geojson_cmd(path: Annotated[Path, typer.Argument(help="A GeoJSON Feat
         _report([ingest_geojson(_engine(), path)])
     except ValueError as exc:
         _fail(str(exc))
+
+
+# -- inference --------------------------------------------------------------------------------------
+@app.command("infer")
+def infer(
+    model_dir: Annotated[Path | None, typer.Option(help="Folder with model.json (default M3_MODEL_DIR).")] = None,
+    cube_dir: Annotated[Path | None, typer.Option(help="Cube folder (default M3_CUBE_DIR).")] = None,
+    layers_dir: Annotated[Path | None, typer.Option(help="Where v<N>/ folders go (default M3_LAYERS_DIR).")] = None,
+    masks: Annotated[int | None, typer.Option(help="E, mask patterns (default M3_ENSEMBLE_MASKS).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="S, seeds per pattern (default M3_ENSEMBLE_SEEDS).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run the whole-map ensemble, write layers/v<N>/ and clusters, and publish them (as a recorded job)."""
+    import os
+
+    from backend.inference.contract import ModelContractError
+    from backend.inference.cube_inputs import CubeMissingError
+    from backend.inference.jobs import JobConflict, finish_job, start_job, update_job
+    from backend.inference.reinference import job_progress, run_reinference
+
+    given: dict[str, object] = {"model_dir": model_dir, "cube_dir": cube_dir, "layers_dir": layers_dir,
+                                "ensemble_masks": masks, "ensemble_seeds": seeds}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    settings = Settings().model_copy(update=overrides)
+    engine = _engine()
+
+    try:
+        job_id = start_job(engine, "reinference", {"cli": True, **{k: str(v) for k, v in overrides.items()}},
+                           pid=os.getpid())
+    except JobConflict as exc:
+        _fail(str(exc))
+        return
+    store = job_progress(engine, job_id)
+    bar = tqdm(total=100, desc="infer", unit="%", disable=None if progress else True)
+
+    def report(fraction: float, message: str) -> None:
+        """Move the bar and store the progress in the job row."""
+        bar.n = round(100 * fraction)
+        bar.set_postfix_str(message, refresh=True)
+        store(fraction, message)
+
+    try:
+        update_job(engine, job_id, message="loading the model")
+        version = run_reinference(settings, engine, job_id, report)
+    except (ModelContractError, CubeMissingError) as exc:
+        finish_job(engine, job_id, ok=False, message="failed", error=str(exc))
+        _fail(str(exc))
+        return
+    except BaseException as exc:
+        finish_job(engine, job_id, ok=False, message="failed", error=f"{exc.__class__.__name__}: {exc}")
+        raise
+    finally:
+        bar.close()
+    finish_job(engine, job_id, ok=True, message=f"published layer version {version}")
+    engine.dispose()
+    typer.echo(f"job {job_id}: published layer version {version} in {settings.layers_dir / f'v{version}'}")
+
+
+@app.command("clusters")
+def clusters_cmd(
+    top: Annotated[int, typer.Option(help="How many clusters.")] = 5,
+    species: Annotated[str | None, typer.Option(help="Only this species.")] = None,
+) -> None:
+    """Print the top flagged clusters of the served layers as a Markdown table, with the sites they overlap."""
+    from backend.layers.clusters import top_clusters
+
+    rows = top_clusters(_engine(), top, species)
+    if not rows:
+        _fail("no flagged clusters: publish layers first with `m3 infer`")
+    typer.echo("| species | place | mean / max score | area km2 | known sites inside or near |")
+    typer.echo("| --- | --- | --- | --- | --- |")
+    for r in rows:
+        named = "; ".join(f"{s['name'] or s['id']} ({', '.join(s['species'][:3])}, {s['distance_m']:.0f} m)"
+                          for s in r["sites"][:3])
+        more = f" and {r['n_sites'] - 3} more" if r["n_sites"] > 3 else ""
+        typer.echo(f"| {r['species']} | {r['state']} ({r['lon']:.3f}, {r['lat']:.3f}) | {r['mean_score']:.2f} / "
+                   f"{r['max_score']:.2f} | {r['area_km2']:.0f} | {named or 'none'}{more} |")
 
 
 # -- serving ----------------------------------------------------------------------------------------

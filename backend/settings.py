@@ -16,6 +16,10 @@ M3_SPECIES: tuple[str, ...] = (
 )
 
 
+#: The admin token shipped in the code; refused outside development mode.
+DEFAULT_ADMIN_TOKEN = "change-me"
+
+
 class Settings(BaseSettings):
     """Everything the service and the command-line tool can be configured with."""
 
@@ -39,14 +43,68 @@ class Settings(BaseSettings):
     sites_max_limit: int = Field(default=10_000, ge=1, description="Largest `limit` /api/sites accepts.")
     sites_default_limit: int = Field(default=1000, ge=1)
     db_pool_size: int = Field(default=5, ge=1)
-    admin_token: SecretStr = SecretStr("change-me")
+    admin_token: SecretStr = Field(
+        default=SecretStr(DEFAULT_ADMIN_TOKEN),
+        description="Bearer token of the /admin routes; the service refuses the default unless in development mode.",
+    )
     development: bool = Field(default=True, description="Development mode (relaxes production checks).")
     log_level: str = "INFO"
+    basemap_url: str | None = Field(
+        default=None,
+        description="Optional online XYZ tile URL for the map page (offline state outlines are always there).",
+    )
+    basemap_attribution: str | None = Field(default=None, description="Attribution shown with the online base map.")
+
+    # -- inference ---------------------------------------------------------------------------------
+    model_dir: Path = Field(default=PROJECT_ROOT / "runs" / "demo",
+                            description="Folder with model.json and model.onnx (the exported model).")
+    cube_dir: Path = Field(default=PROJECT_ROOT / "cube", description="The data cube built by `m3 cube build`.")
+    ort_intra_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0: its default).")
+    ort_inter_threads: int = Field(default=1, ge=0, description="onnxruntime inter-op threads (0: its default).")
+    ort_providers: list[str] = Field(
+        default=["CUDAExecutionProvider", "CPUExecutionProvider"],
+        description="Execution providers in order of preference; those not installed are skipped.",
+    )
+    window_size: int = Field(default=1024, ge=16, description="Side in cells of the sliding inference window.")
+    window_overlap: int = Field(default=32, ge=0, description="Cells shared by neighbouring windows (blended).")
+    window_batch: int = Field(default=1, ge=1, description="Windows per onnxruntime call (memory grows with it).")
+    ensemble_masks: int = Field(default=3, ge=1, description="E: mask patterns of the ensemble (poster: 3).")
+    ensemble_seeds: int = Field(default=2, ge=1, description="S: seeds per mask pattern (poster: 50; GPU).")
+    ensemble_region_cells: int = Field(default=96, ge=4, description="Side in cells of hidden square regions.")
+    ensemble_hidden_fraction: float = Field(default=0.5, gt=0, le=1,
+                                            description="Share of species or regions hidden per evaluation.")
+    ensemble_seed: int = Field(default=0, description="Base random seed of the ensemble masks.")
+
+    # -- layers and clusters -----------------------------------------------------------------------
+    layers_dir: Path = Field(default=PROJECT_ROOT / "layers", description="Where layers/v<N>/ folders live.")
+    layers_keep: int = Field(default=3, ge=1, description="Published layer versions kept on disk.")
+    layer_version_ttl_s: float = Field(default=1.0, ge=0,
+                                       description="Seconds a worker trusts its cached current layer version.")
+    tile_cache_entries: int = Field(default=4096, ge=0, description="Rendered tiles kept in memory (0: none).")
+    cluster_threshold: float = Field(default=0.5, gt=0, lt=1,
+                                     description="Discrepancy above which a cell is flagged.")
+    cluster_min_cells: int = Field(default=4, ge=1, description="Smallest flagged cluster, in cells.")
+    cluster_site_distance_m: float = Field(default=2000.0, ge=0,
+                                           description="Known sites this close to a cluster are listed with it.")
+    cluster_max_per_species: int = Field(default=200, ge=1, description="Clusters kept per species (by score).")
+
+    # -- on-request inference ----------------------------------------------------------------------
+    infer_max_cells: int = Field(default=250_000, ge=1, description="Largest box /api/infer accepts, in cells.")
+    infer_max_ensemble: int = Field(default=16, ge=1, description="Largest ensemble /api/infer accepts.")
+    infer_context_cells: int = Field(default=32, ge=0, description="Context read around an /api/infer box.")
+    infer_layers_kept: int = Field(default=64, ge=1, description="Temporary /api/infer layers kept for tiles.")
+    prospectivity_max_cells: int = Field(default=4_000_000, ge=1,
+                                         description="Largest box /api/prospectivity reads, in cells.")
 
     @property
     def local_cluster_dir(self) -> Path:
         """Folder of the project-local PostgreSQL cluster."""
         return self.state_dir / "pg"
+
+    def check_production(self) -> None:
+        """Raise ValueError when the settings are unsafe outside development mode."""
+        if not self.development and self.admin_token.get_secret_value() == DEFAULT_ADMIN_TOKEN:
+            raise ValueError("M3_ADMIN_TOKEN is the default; set a secret token or M3_DEVELOPMENT=true")
 
     def resolved_database_url(self) -> str:
         """The database URL in use: M3_DATABASE_URL, else the local cluster's."""

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -112,3 +118,66 @@ def client(full_db_url) -> Iterator[TestClient]:
     settings = Settings(database_url=full_db_url, sites_max_limit=5000)
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A uvicorn process serving the app; ``base`` is its URL."""
+
+    def __init__(self, env: dict[str, str], workers: int = 1, name: str = "live") -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **env}
+        self.workers = workers
+        self.log = PROJECT_ROOT / ".m3" / f"{name}_server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait_healthy: bool = True) -> LiveServer:
+        """Start uvicorn and wait until it answers /healthz."""
+        self.log.parent.mkdir(exist_ok=True)
+        fh = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "backend.api.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(self.workers), "--no-access-log"],
+            env=self.env, cwd=PROJECT_ROOT, stdout=fh, stderr=subprocess.STDOUT,
+        )
+        for _ in range(300):
+            try:
+                r = httpx.get(f"{self.base}/healthz", timeout=1)
+                if r.status_code == 200 or (not wait_healthy and r.status_code == 503):
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited: {self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"uvicorn did not come up: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Terminate the server."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def live_env(full_db_url) -> dict[str, str]:
+    """Environment of the served app on the full database."""
+    return {"M3_DATABASE_URL": full_db_url, "M3_LOG_LEVEL": "WARNING"}
+
+
+@pytest.fixture(scope="session")
+def live_server(live_env) -> Iterator[str]:
+    """Uvicorn on a free port serving the full database; yields its base URL."""
+    server = LiveServer(live_env).start()
+    yield server.base
+    server.stop()

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from backend.api.deps import SettingsDep
+from backend.api.errors import BadQuery
 from backend.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,41 @@ router = APIRouter(tags=["page"])
 def get_index() -> FileResponse:
     """The map page."""
     return FileResponse(FRONTEND / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/colormaps/{name}", summary="Colour stops of a tile colormap, for legends")
+def get_colormap(name: str, stops: int = 16) -> dict[str, object]:
+    """Evenly spaced colours of a rio-tiler colormap (the same one the tiles use)."""
+    from rio_tiler.colormap import cmap
+
+    if name not in cmap.list():
+        raise BadQuery("name", f"colormap {name!r} unknown; known: {', '.join(sorted(cmap.list()))}")
+    if not 2 <= stops <= 256:
+        raise BadQuery("stops", f"stops {stops} is outside 2..256")
+    table: dict[int, tuple[int, ...]] = dict(cmap.get(name))  # type: ignore[arg-type]
+    keys = sorted(table)
+    picks = [keys[round(i * (len(keys) - 1) / (stops - 1))] for i in range(stops)]
+    return {"name": name, "stops": ["#{:02x}{:02x}{:02x}".format(*table[k][:3]) for k in picks]}
+
+
+@router.get("/api/coverage", summary="Where records are systematic enough to train and score on")
+def get_coverage(settings: SettingsDep) -> dict[str, object]:
+    """The covered states of the cube's coverage rule as GeoJSON (empty before a cube is built)."""
+    import json
+
+    import shapely
+
+    from backend.geo.boundaries import load_states
+
+    manifest = settings.cube_dir / "cube.json"
+    rule = json.loads(manifest.read_text()).get("coverage_rule", {}) if manifest.exists() else {}
+    covered = set(rule.get("covered_states", []))
+    features = [
+        {"type": "Feature", "properties": {"state": s.code, "name": s.name},
+         "geometry": shapely.geometry.mapping(shapely.simplify(s.geometry, 0.01))}
+        for s in load_states() if s.code in covered
+    ]
+    return {"type": "FeatureCollection", "features": features, "description": rule.get("description")}
 
 
 @router.get("/api/config", summary="Settings the map page needs")

@@ -4,16 +4,15 @@ import { getJSON, query } from "./api.js";
 import { escapeHtml, fmt } from "./ui.js";
 
 export function clusterPopup(p) {
-  const sites = p.nearby_sites || p.sites || [];
-  const list = sites.slice(0, 50).map((s) => {
-    const props = s.properties || s;
-    return `<li>${escapeHtml(props.name || props.record_id)} — ${escapeHtml((props.commodities || props.species || []).join(", "))}` +
-      `${props.distance_m !== undefined ? ` (${(props.distance_m / 1000).toFixed(1)} km)` : ""}</li>`;
-  }).join("");
+  const sites = p.sites || [];
+  const list = sites.slice(0, 50).map((s) =>
+    `<li>${escapeHtml(s.name || `site ${s.id}`)} — ${escapeHtml((s.species || []).join(", ").replaceAll("_", " "))}` +
+    `${s.distance_m ? ` (${(s.distance_m / 1000).toFixed(1)} km)` : " (inside)"}</li>`).join("");
+  const total = p.n_sites ?? sites.length;
   return `<div class="popup"><h3>Flagged ${escapeHtml(p.species)} cluster</h3>` +
     `<div><b>Mean score:</b> ${fmt(p.mean_score)} · <b>max:</b> ${fmt(p.max_score)}</div>` +
-    `<div><b>Area:</b> ${fmt(p.area_km2, 0)} km² (${p.cell_count ?? "?"} cells)</div>` +
-    `<div><b>Known sites inside or near (${sites.length}):</b></div>` +
+    `<div><b>Area:</b> ${fmt(p.area_km2, 0)} km² (${p.n_cells ?? "?"} cells)</div>` +
+    `<div><b>Known sites of any commodity inside or near (${total}${total > sites.length ? `, first ${sites.length}` : ""}):</b></div>` +
     (sites.length ? `<ul class="overlap">${list}</ul>` : "<p>None: no record of any commodity nearby.</p>") + "</div>";
 }
 

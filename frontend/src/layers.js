@@ -7,14 +7,12 @@ function gradient(stops) {
   return `linear-gradient(to right, ${stops.map((c, i) => `${c} ${(100 * i / n).toFixed(1)}%`).join(", ")})`;
 }
 
-async function colormapStops(layer) {
-  if (Array.isArray(layer.legend) && layer.legend.length) return layer.legend;
-  if (!layer.colormap_url) return [];
-  const cmap = await getJSON(layer.colormap_url);
-  const entries = Object.entries(cmap).map(([k, v]) => [Number(k), v]).sort((a, b) => a[0] - b[0]);
-  const step = Math.max(1, Math.floor(entries.length / 16));
-  return entries.filter((_, i) => i % step === 0 || i === entries.length - 1)
-    .map(([, [r, g, b]]) => `rgb(${r},${g},${b})`);
+const stopsCache = new Map();
+
+async function colormapStops(name) {
+  if (!name) return [];
+  if (!stopsCache.has(name)) stopsCache.set(name, getJSON(`/api/colormaps/${encodeURIComponent(name)}`));
+  return (await stopsCache.get(name)).stops;
 }
 
 export class ModelLayers {
@@ -35,11 +33,12 @@ export class ModelLayers {
   }
 
   find(species, kind) {
-    return this.catalogue.find((l) => l.kind === kind && (kind === "coverage" || l.species === species));
+    return this.catalogue.find((l) => l.kind === kind && l.species === species);
   }
 
   async tileLayer(layer, pane) {
     const tj = await getJSON(layer.tilejson);
+    if (!tj.tiles || !tj.tiles.length) throw new Error(`no tiles for layer ${layer.id}`);
     const options = { pane, opacity: this.opacity, maxNativeZoom: tj.maxzoom ?? 12, minZoom: 0,
       attribution: "M3 model" };
     if (tj.bounds) options.bounds = L.latLngBounds([tj.bounds[1], tj.bounds[0]], [tj.bounds[3], tj.bounds[2]]);
@@ -67,12 +66,12 @@ export class ModelLayers {
   }
 
   async drawLegend(layer, el) {
-    const stops = await colormapStops(layer);
+    const stops = await colormapStops(layer.colormap);
     const [lo, hi] = layer.rescale || [0, 1];
-    el.innerHTML = `<div>${layer.title || `${layer.species} ${layer.kind}`}</div>` +
-      (stops.length ? `<div class="bar" style="background:${gradient(stops)}"></div>` : "") +
+    el.innerHTML = `<div><b>${layer.species} ${layer.kind}</b> <span class="help">(${layer.colormap})</span></div>` +
+      (stops.length ? `<div class="bar" data-colormap="${layer.colormap}" style="background:${gradient(stops)}"></div>` : "") +
       `<div class="ticks"><span>${lo}</span><span>${((lo + hi) / 2).toFixed(2)}</span><span>${hi}</span></div>` +
-      (layer.version !== undefined ? `<div class="help">layer version v${layer.version}</div>` : "");
+      `<div class="help">${layer.description || ""}${this.version !== null ? ` · layer version v${this.version}` : ""}</div>`;
   }
 
   setOpacity(value) {
@@ -83,10 +82,11 @@ export class ModelLayers {
   async showCoverage(on) {
     if (this.coverage) { this.map.removeLayer(this.coverage); this.coverage = null; }
     if (!on) return;
-    const layer = this.find(null, "coverage");
-    if (!layer) throw new Error("the coverage layer is not available yet (run m3 infer)");
-    this.coverage = await this.tileLayer(layer, "coverage");
-    this.coverage.setOpacity(0.35);
-    this.coverage.addTo(this.map);
+    const body = await getJSON("/api/coverage");
+    if (!body.features.length) throw new Error("no coverage yet: build the cube with `m3 cube build`");
+    this.coverage = L.geoJSON(body, {
+      pane: "coverage", interactive: false,
+      style: { color: "#2a9d8f", weight: 2, fillColor: "#2a9d8f", fillOpacity: 0.12, dashArray: "4 3" },
+    }).addTo(this.map);
   }
 }

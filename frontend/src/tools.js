@@ -4,10 +4,12 @@ import { postJSON, getJSON, query } from "./api.js";
 import { bboxParam, drawBox } from "./boxtool.js";
 import { escapeHtml, fmt, withBusy } from "./ui.js";
 
-function statsTable(stats) {
-  const rows = Object.entries(stats).map(([name, s]) =>
-    `<tr><td>${escapeHtml(name)}</td><td>${fmt(s.mean)}</td><td>${fmt(s.max)}</td><td>${fmt(s.p90 ?? s.percentile_90)}</td></tr>`);
-  return `<table><thead><tr><th>layer</th><th>mean</th><th>max</th><th>p90</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+function statsTable(species) {
+  const rows = Object.entries(species).map(([name, s]) =>
+    `<tr><td>${escapeHtml(name)}${s.hidden_cells ? " (hidden)" : ""}</td><td>${fmt(s.mean)}</td><td>${fmt(s.p90)}</td>` +
+    `<td>${fmt(s.max)}</td><td>${fmt(s.area_km2_above_0_5, 0)}</td></tr>`);
+  return "<table><thead><tr><th>species</th><th>mean</th><th>p90</th><th>max</th><th>km² &gt; 0.5</th></tr></thead>" +
+    `<tbody>${rows.join("")}</tbody></table>`;
 }
 
 export function setupBoxStats(map, getSpecies, onError) {
@@ -23,8 +25,8 @@ export function setupBoxStats(map, getSpecies, onError) {
     const species = getSpecies();
     try {
       const body = await withBusy("Computing statistics…", () => getJSON(`/api/prospectivity?${query({ bbox, species })}`));
-      const stats = body.statistics || body.stats || body;
-      out.innerHTML = `<div>Box ${escapeHtml(bbox)}</div>` + statsTable(stats.layers || stats) +
+      out.innerHTML = `<div>${escapeHtml(body.kind)} in box ${escapeHtml(bbox)} (layer v${body.layer_version})</div>` +
+        statsTable(body.species) +
         `<p><a id="download-tif" href="/api/prospectivity?${query({ bbox, species, format: "tif" })}" download>Download GeoTIFF</a></p>`;
     } catch (err) {
       out.textContent = err.message;
@@ -53,18 +55,18 @@ export function setupInfill(map, getSpecies, speciesList, onError) {
     const ensemble = Number(document.getElementById("ensemble").value) || 4;
     try {
       const body = await withBusy("Running the model…", () => postJSON("/api/infer", {
-        bbox: [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()], hide_species: hide, species, ensemble,
+        bbox: bboxParam(b), hide_species: hide, ensemble,
       }));
       if (overlay) map.removeLayer(overlay);
-      const image = body.image || body.png || (body.layer && body.layer.image);
-      const bounds = body.bounds || (body.layer && body.layer.bounds) || [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
-      if (image) {
-        overlay = L.imageOverlay(image.startsWith("data:") ? image : `data:image/png;base64,${image}`,
-          [[bounds[1], bounds[0]], [bounds[3], bounds[2]]], { pane: "infill", opacity: 0.85, alt: "infilled layer" }).addTo(map);
-      }
-      out.innerHTML = `<div>Hidden: ${escapeHtml(hide.join(", "))}; ensemble ${ensemble}</div>` +
-        (body.statistics ? statsTable(body.statistics) : "") +
-        (body.known_sites !== undefined ? `<div>Recorded ${escapeHtml(species)} sites in the box: ${body.known_sites}</div>` : "") +
+      const layer = body.layer;
+      const [w, s, e, n] = layer.bounds;
+      overlay = L.tileLayer(layer.tiles, { pane: "infill", opacity: 0.85, maxNativeZoom: 12,
+        bounds: L.latLngBounds([s, w], [n, e]) }).addTo(map);
+      overlay.on("tileerror", () => {});  // tiles outside the box are 404 by design
+      const shown = Object.fromEntries(hide.map((sp) => [sp, body.species[sp]]).filter(([, v]) => v));
+      out.innerHTML = `<div>Infilled <b>${escapeHtml(layer.species)}</b> (hidden: ${escapeHtml(hide.join(", "))}); ` +
+        `${body.evaluations} evaluation(s), ${body.cells.toLocaleString()} cells, ${fmt(body.seconds, 2)} s</div>` +
+        statsTable(shown) + '<p class="help">Compare with the recorded sites shown on the map.</p>' +
         `<button type="button" id="clear-infill">Clear infill</button>`;
       document.getElementById("clear-infill").addEventListener("click", () => {
         if (overlay) map.removeLayer(overlay);

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from backend import __version__
@@ -15,7 +15,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="Health of the service and its database")
-def get_health(engine: EngineDep) -> JSONResponse:
+def get_health(request: Request, engine: EngineDep) -> JSONResponse:
     """200 when the database answers, 503 (with the reason) when it does not."""
     body: dict[str, Any] = {"status": "ok", "version": __version__, "database": "ok",
                             "model": None, "provider": None, "layer_version": None}
@@ -26,4 +26,17 @@ def get_health(engine: EngineDep) -> JSONResponse:
     except sa.exc.SQLAlchemyError as exc:
         body.update(status="unavailable", database=f"unavailable: {exc.__class__.__name__}")
         return JSONResponse(body, status_code=503)
+    serving = getattr(request.app.state, "serving", None)
+    if serving is not None:
+        if serving.model is not None:
+            body.update(model=serving.model.card.name, provider=serving.model.provider)
+        else:
+            body["model_error"] = serving.model_error
+        body["cube"] = serving.cube.sha256[:12] if serving.cube is not None else None
+        try:
+            current = serving.catalog.current()
+            body["layer_version"] = current.id if current else None
+        except sa.exc.SQLAlchemyError:
+            body["layer_version"] = None
+        body["tile_cache"] = {"hits": serving.tile_cache.hits, "misses": serving.tile_cache.misses}
     return JSONResponse(body)

@@ -1,0 +1,65 @@
+"""Admin: start a whole-map re-inference job (bearer token), and follow jobs."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from backend.api.deps import EngineDep, SettingsDep
+from backend.api.serve_errors import ServiceNotReady
+from backend.api.serving import ServingDep
+from backend.inference.jobs import get_job, spawn_worker, start_job, update_job
+
+log = logging.getLogger(__name__)
+
+bearer = HTTPBearer(auto_error=False, description="M3_ADMIN_TOKEN")
+
+
+def require_admin(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """401 without a bearer token, 403 with a wrong one."""
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise HTTPException(401, "an admin bearer token is required (Authorization: Bearer <M3_ADMIN_TOKEN>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if not secrets.compare_digest(credentials.credentials.encode(), settings.admin_token.get_secret_value().encode()):
+        raise HTTPException(403, "the admin token is wrong")
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+@router.post("/reinference", status_code=202, summary="Start a whole-map re-inference job")
+def create_reinference(request: Request, engine: EngineDep, serving: ServingDep) -> JSONResponse:
+    """202 with the job id; 409 naming the running job when one is already running."""
+    if serving.model is None:
+        raise ServiceNotReady(f"no model to run: {serving.model_error}")
+    if serving.cube is None:
+        raise ServiceNotReady(f"no cube to run on: {serving.cube_error}")
+    settings = serving.settings
+    params = {"model": serving.model.card.name, "masks": settings.ensemble_masks, "seeds": settings.ensemble_seeds}
+    job_id = start_job(engine, "reinference", params)
+    try:
+        proc = spawn_worker(settings, job_id)
+    except OSError as exc:
+        update_job(engine, job_id, status="failed", error=f"could not start the worker: {exc}")
+        raise
+    update_job(engine, job_id, pid=proc.pid)
+    serving.workers[job_id] = proc
+    log.info("job %d: re-inference worker pid %d", job_id, proc.pid)
+    url = str(request.url_for("read_job", job_id=job_id))
+    return JSONResponse({"job_id": job_id, "status": "running", "url": url}, status_code=202,
+                        headers={"Location": url})
+
+
+@router.get("/jobs/{job_id}", summary="Status and progress of a job")
+def read_job(job_id: int, engine: EngineDep, serving: ServingDep) -> dict[str, Any]:
+    """The job row: status (running, succeeded, failed), progress 0..1, message, error, layer version."""
+    serving.poll_workers()
+    return get_job(engine, job_id)

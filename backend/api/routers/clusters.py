@@ -1,0 +1,68 @@
+"""Flagged clusters of the current layer version as GeoJSON, with the known sites in or near them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Response
+
+from backend.api.deps import ConnDep
+from backend.api.errors import BadQuery
+from backend.api.query import parse_bbox, parse_species
+from backend.api.serving import ServingDep
+
+router = APIRouter(prefix="/api", tags=["clusters"])
+
+CLUSTERS_SQL = """
+SELECT id, species, rank, mean_score, max_score, n_cells, area_km2, n_sites, sites,
+       ST_AsGeoJSON(geom, 5)::json AS geometry,
+       ST_X(ST_PointOnSurface(geom)) AS lon, ST_Y(ST_PointOnSurface(geom)) AS lat
+FROM clusters
+WHERE layer_version = %(version)s {where}
+ORDER BY mean_score DESC, id
+LIMIT %(n)s
+"""
+MAX_LIMIT = 2000
+
+
+@router.get("/clusters", summary="Flagged clusters as GeoJSON, with overlapping and nearby known sites")
+def list_clusters(
+    conn: ConnDep,
+    serving: ServingDep,
+    bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in lon/lat", examples=["-124.5,32.5,-114,42"])]
+    = None,
+    species: Annotated[str | None, Query(description="Comma-separated species ids", examples=["zinc"])] = None,
+    limit: Annotated[int, Query(description=f"At most this many, highest mean score first (1..{MAX_LIMIT})")] = 500,
+) -> Response:
+    """Clusters of the version being served that intersect the box, highest mean discrepancy first."""
+    box = parse_bbox(bbox)
+    version = serving.catalog.current()
+    known = sorted({i.species for i in version.layers.values()}) if version else []
+    wanted = parse_species(species, known) if version else []
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadQuery("limit", f"limit {limit} is outside 1..{MAX_LIMIT}")
+    body: dict[str, Any] = {"type": "FeatureCollection", "layer_version": version.id if version else None,
+                            "features": []}
+    if version is None:
+        return Response(orjson.dumps(body), media_type="application/geo+json")
+    where = []
+    params: dict[str, Any] = {"version": version.id, "n": limit}
+    if box is not None:
+        where.append("AND geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)")
+        params.update(minx=box.minx, miny=box.miny, maxx=box.maxx, maxy=box.maxy)
+    if wanted:
+        where.append("AND species = ANY(%(species)s)")
+        params["species"] = wanted
+    for row in conn.exec_driver_sql(CLUSTERS_SQL.format(where=" ".join(where)), params).mappings():
+        body["features"].append({
+            "type": "Feature", "id": row["id"], "geometry": row["geometry"],
+            "properties": {
+                "species": row["species"], "rank": row["rank"], "mean_score": round(row["mean_score"], 4),
+                "max_score": round(row["max_score"], 4), "n_cells": row["n_cells"],
+                "area_km2": round(row["area_km2"], 2), "n_sites": row["n_sites"], "sites": row["sites"],
+                "label_point": [round(row["lon"], 5), round(row["lat"], 5)], "layer_version": version.id,
+            },
+        })
+    body["numberReturned"] = len(body["features"])
+    return Response(orjson.dumps(body), media_type="application/geo+json")

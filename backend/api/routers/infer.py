@@ -1,0 +1,130 @@
+"""On-request infill: run the model now on a box, hiding chosen species and regions."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Body, Request
+from pydantic import BaseModel, Field
+from rasterio.windows import Window
+from rio_tiler.colormap import cmap
+from rio_tiler.models import ImageData
+
+from backend.api.errors import BadQuery
+from backend.api.query import BBox, parse_bbox, parse_species
+from backend.api.routers.layers import render_query
+from backend.api.routers.prospectivity import array_stats
+from backend.api.serve_errors import BoxTooLarge, ServiceNotReady
+from backend.api.serving import Serving, ServingDep
+from backend.inference.infill import InfillRequest, run_infill
+from backend.layers.catalog import TemporaryLayer
+from backend.layers.cog import read_geographic_bounds, write_layer
+
+router = APIRouter(prefix="/api", tags=["infer"])
+
+Box = tuple[float, float, float, float]
+
+
+class InferCreate(BaseModel):
+    """An infill request: the box, what to hide, and how many evaluations."""
+
+    bbox: Box | str = Field(description="minx,miny,maxx,maxy in lon/lat (a string or four numbers)",
+                            examples=["-121.2,38.8,-120.4,39.4"])
+    species: list[str] | None = Field(default=None, description="Species to report (default: all of the model's)")
+    hide_species: list[str] = Field(default_factory=list, description="Species hidden from the model in the box")
+    hide_regions: list[Box] = Field(default_factory=list,
+                                    description="Lon/lat boxes inside the box where they are hidden "
+                                                "(default: the whole box)")
+    ensemble: int = Field(default=1, description="Evaluations (the first hides only what you chose; the others "
+                                                 "add seeded random masks)")
+    seed: int = Field(default=0, description="Seed of the random masks")
+    render: str | None = Field(default=None, description="Species drawn as the returned layer "
+                                                        "(default: the first hidden, else the first reported)")
+
+
+def _box(value: Box | str, parameter: str) -> BBox:
+    """A BBox from a string or four numbers (BadQuery otherwise)."""
+    text = value if isinstance(value, str) else ",".join(str(v) for v in value)
+    box = parse_bbox(text)
+    if box is None:
+        raise BadQuery(parameter, f"{parameter} is required: minx,miny,maxx,maxy in lon/lat")
+    return box
+
+
+def _window(serving: Serving, box: BBox, parameter: str) -> Window:
+    """The grid window of a box (BadQuery when it misses the grid)."""
+    assert serving.cube is not None
+    win = serving.cube.grid.window_for_bbox((box.minx, box.miny, box.maxx, box.maxy))
+    if win.width == 0 or win.height == 0:
+        raise BadQuery(parameter, f"{parameter} lies outside the grid (the contiguous US)")
+    return win
+
+
+def _png(values: np.ndarray) -> bytes:
+    """A viridis PNG of probabilities (transparent where NaN)."""
+    img = ImageData(np.ma.masked_invalid(values[None].astype(np.float32)))
+    return img.rescale(in_range=((0.0, 1.0),)).render(img_format="PNG", colormap=cmap.get("viridis"))
+
+
+@router.post("/infer", summary="Run the model now on a box, hiding chosen species and regions")
+def create_infer(request: Request, serving: ServingDep,
+                 body: Annotated[InferCreate, Body(openapi_examples={"hide zinc": {"value": {
+                     "bbox": "-121.2,38.8,-120.4,39.4", "hide_species": ["zinc"], "ensemble": 1}}})]
+                 ) -> dict[str, Any]:
+    """Statistics per species in the box, and the rendered layer (PNG and a temporary tile layer)."""
+    if serving.model is None:
+        raise ServiceNotReady(f"no model loaded: {serving.model_error}")
+    if serving.cube is None:
+        raise ServiceNotReady(f"no cube loaded: {serving.cube_error}")
+    settings = serving.settings
+    species = list(serving.model.card.species)
+    box = _box(body.bbox, "bbox")
+    window = _window(serving, box, "bbox")
+    cells = int(window.width * window.height)
+    if cells > settings.infer_max_cells:
+        side = int(settings.infer_max_cells ** 0.5)
+        raise BoxTooLarge("bbox", f"the box covers {int(window.width)} x {int(window.height)} = {cells} cells; at "
+                                  f"most {settings.infer_max_cells} cells (about {side} x {side}) are allowed")
+    report = parse_species(",".join(body.species), species) if body.species else species
+    hide = parse_species(",".join(body.hide_species), species) if body.hide_species else []
+    if not 1 <= body.ensemble <= settings.infer_max_ensemble:
+        raise BadQuery("ensemble", f"ensemble {body.ensemble} is outside 1..{settings.infer_max_ensemble}")
+    regions = tuple(_window(serving, _box(r, "hide_regions"), "hide_regions") for r in body.hide_regions)
+    render = body.render or (hide[0] if hide else report[0])
+    parse_species(render, species)
+    result = run_infill(serving.model, serving.cube, InfillRequest(
+        window=window, hide_species=tuple(hide), hide_windows=regions, ensemble=body.ensemble, seed=body.seed,
+        context=settings.infer_context_cells), settings.window_size, settings.window_overlap)
+    grid = serving.cube.grid
+    transform = grid.window_transform(window)
+    cell_km2 = grid.cell * grid.cell / 1e6
+    stats = {}
+    for sp in report:
+        i = species.index(sp)
+        stats[sp] = {**array_stats(result.mean[i], cell_km2), "hidden_cells": int(result.hidden[i].sum()),
+                     "std_mean": float(result.std[i].mean())}
+    layer_id = f"infer-{uuid.uuid4().hex[:16]}.{render}"
+    folder = serving.catalog.temporary_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{layer_id}.tif"
+    values = result.mean[species.index(render)]
+    write_layer(values, grid.crs, transform, path)
+    bounds = read_geographic_bounds(path)
+    serving.catalog.add_temporary(TemporaryLayer(layer_id, path, bounds))
+    base = str(request.base_url).rstrip("/")
+    query = render_query("prospectivity")
+    return {
+        "bbox": [box.minx, box.miny, box.maxx, box.maxy],
+        "window": {"col": int(window.col_off), "row": int(window.row_off), "width": int(window.width),
+                   "height": int(window.height)},
+        "cells": cells, "evaluations": result.evaluations, "seconds": round(result.seconds, 3),
+        "provider": serving.model.provider, "hidden_species": hide, "species": stats,
+        "layer": {"id": layer_id, "species": render, "bounds": list(bounds),
+                  "tilejson": f"{base}/tiles/{layer_id}/WebMercatorQuad/tilejson.json?{query}",
+                  "tiles": f"{base}/tiles/{layer_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{query}"},
+        "image": {"species": render, "format": "png", "crs": grid.crs, "bounds": list(bounds),
+                  "data": base64.b64encode(_png(values)).decode()},
+    }

@@ -1,0 +1,1 @@
+"""Inference with the exported ONNX model: contract, engine, sliding windows, ensembles (no torch)."""

@@ -1,0 +1,108 @@
+"""The model contract: ``model.json`` (format m3-model/1) next to ``model.onnx``, checked on load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.cube.store import sha256_file
+
+MODEL_FORMAT = "m3-model/1"
+CHANNEL_KINDS = ("visible", "hidden", "cov", "valid")
+
+
+class ModelContractError(ValueError):
+    """model.json or model.onnx does not satisfy the m3-model/1 contract; the message says how."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One input channel: its kind (visible, hidden, cov, valid) and the species or covariate it refers to."""
+
+    kind: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> Channel:
+        """A channel from 'kind:name', or ModelContractError."""
+        kind, sep, name = text.partition(":")
+        if not sep or kind not in CHANNEL_KINDS or not name:
+            raise ModelContractError(f"channel {text!r} is not kind:name with kind one of {', '.join(CHANNEL_KINDS)}")
+        return cls(kind, name)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What ``model.json`` says about an exported model."""
+
+    folder: Path
+    onnx_file: str
+    input_name: str
+    output_name: str
+    channels: tuple[Channel, ...]
+    species: tuple[str, ...]
+    covariates: tuple[str, ...]
+    multiple: int
+    cell_size_m: float
+    crs: str
+    sha256: str
+    cube_sha256: str | None
+    opset: int | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def onnx_path(self) -> Path:
+        """Path of the ONNX file."""
+        return self.folder / self.onnx_file
+
+    @property
+    def name(self) -> str:
+        """A short human name: the folder name and the start of the checksum."""
+        return f"{self.folder.name}@{self.sha256[:12]}"
+
+    def public(self) -> dict[str, Any]:
+        """The card as JSON for /healthz and job records."""
+        return {"name": self.name, "sha256": self.sha256, "species": list(self.species),
+                "covariates": list(self.covariates), "channels": [str(c) for c in self.channels],
+                "multiple": self.multiple, "cube": self.cube_sha256}
+
+
+def load_model_card(folder: Path, verify: bool = True) -> ModelCard:
+    """Read and check ``folder/model.json``; with ``verify`` the ONNX checksum must match."""
+    path = folder / "model.json"
+    if not path.is_file():
+        raise ModelContractError(f"{path} does not exist; export a model (m3 export) or set M3_MODEL_DIR")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelContractError(f"{path} is not JSON: {exc}") from None
+    if raw.get("format") != MODEL_FORMAT:
+        raise ModelContractError(f"{path} has format {raw.get('format')!r}; expected {MODEL_FORMAT!r}")
+    missing = [k for k in ("onnx", "channels", "species", "sha256") if k not in raw]
+    if missing:
+        raise ModelContractError(f"{path} lacks {', '.join(missing)}")
+    channels = tuple(Channel.parse(c) for c in raw["channels"])
+    species = tuple(raw["species"])
+    covariates = tuple(raw.get("covariates") or sorted({c.name for c in channels if c.kind == "cov"}))
+    card = ModelCard(
+        folder=folder, onnx_file=str(raw["onnx"]), input_name=str(raw.get("input", "x")),
+        output_name=str(raw.get("output", "prob")), channels=channels, species=species, covariates=covariates,
+        multiple=int(raw.get("multiple") or 1), cell_size_m=float(raw.get("cell_size_m") or 0.0),
+        crs=str(raw.get("crs") or ""), sha256=str(raw["sha256"]), cube_sha256=raw.get("cube"),
+        opset=raw.get("opset"), metrics=raw.get("metrics") or {}, raw=raw,
+    )
+    if Path(card.onnx_file).name != card.onnx_file:
+        raise ModelContractError(f"{path}: onnx must be a file name next to model.json, not {card.onnx_file!r}")
+    if not card.onnx_path.is_file():
+        raise ModelContractError(f"{card.onnx_path} does not exist")
+    if verify:
+        actual = sha256_file(card.onnx_path)
+        if actual != card.sha256:
+            raise ModelContractError(f"{card.onnx_path} has sha256 {actual}, model.json says {card.sha256}")
+    return card

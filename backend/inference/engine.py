@@ -1,0 +1,62 @@
+"""The onnxruntime engine: one session per process, CUDA first when present, CPU otherwise."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.inference.contract import ModelCard, load_model_card
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class InferenceEngine:
+    """An onnxruntime session for one exported model, with the card that describes it."""
+
+    def __init__(self, card: ModelCard, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 intra_threads: int = 0, inter_threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_threads
+        options.inter_op_num_threads = inter_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.card = card
+        self.session = ort.InferenceSession(str(card.onnx_path), sess_options=options, providers=chosen)
+        self.provider = self.session.get_providers()[0]
+        self._lock = threading.Lock() if self.provider != "CPUExecutionProvider" else None
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if card.input_name not in inputs:
+            raise ValueError(f"model.onnx has inputs {sorted(inputs)}, model.json names {card.input_name!r}")
+        shape = inputs[card.input_name].shape
+        if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != len(card.channels):
+            raise ValueError(f"model.onnx takes {shape[1]} channels, model.json lists {len(card.channels)}")
+        log.info("model %s on %s (available: %s)", card.name, self.provider, ", ".join(available))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model_dir: Path | None = None) -> InferenceEngine:
+        """The engine for the configured model folder and threads."""
+        card = load_model_card(model_dir or settings.model_dir)
+        return cls(card, settings.ort_providers, settings.ort_intra_threads, settings.ort_inter_threads)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities [N, S, H, W] for raw inputs [N, C, H, W] (H, W multiples of card.multiple)."""
+        feed = {self.card.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        if self._lock is None:
+            out = self.session.run([self.card.output_name], feed)[0]
+        else:
+            with self._lock:
+                out = self.session.run([self.card.output_name], feed)[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """Model and provider for /healthz."""
+        return {"model": self.card.name, "provider": self.provider, "species": list(self.card.species)}

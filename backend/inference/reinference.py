@@ -1,0 +1,127 @@
+"""Whole-map re-inference: ensemble, layers as COGs in a new version folder, clusters, one-transaction switch."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from backend.inference.cube_inputs import CubeSource
+from backend.inference.engine import InferenceEngine
+from backend.inference.ensemble import discrepancy, run_ensemble
+from backend.inference.jobs import update_job
+from backend.inference.runner import MapEvaluator
+from backend.layers.catalog import (
+    LayerInfo,
+    create_version,
+    fail_version,
+    prune_versions,
+    publish_version,
+    version_folder,
+)
+from backend.layers.clusters import find_clusters, store_clusters
+from backend.layers.cog import LAYER_KINDS, layer_stats, write_layer
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: progress(fraction 0..1, message)
+JobProgress = Callable[[float, str], None]
+
+
+def job_progress(engine: sa.Engine, job_id: int, every_s: float = 0.5) -> JobProgress:
+    """A progress callback that writes to the job row at most every ``every_s`` seconds."""
+    last = [0.0]
+
+    def report(fraction: float, message: str) -> None:
+        """Log and store progress."""
+        now = time.monotonic()
+        if now - last[0] >= every_s or fraction >= 1.0:
+            last[0] = now
+            update_job(engine, job_id, progress=round(min(fraction, 1.0), 4), message=message)
+        log.debug("job %d: %.0f%% %s", job_id, 100 * fraction, message)
+
+    return report
+
+
+def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = None,
+                    progress: JobProgress | None = None, model: InferenceEngine | None = None) -> int:
+    """Evaluate the ensemble over the whole cube and publish a new layer version; returns its number.
+
+    Files are written to ``layers/.staging-v<N>`` and renamed to ``layers/v<N>`` only when complete; the
+    database switches to version N in one transaction with its clusters. If anything fails or the process
+    is killed, the version being served is untouched.
+    """
+    report = progress or (lambda f, m: None)
+    model = model or InferenceEngine.from_settings(settings)
+    card = model.card
+    cube = CubeSource.open(settings.cube_dir)
+    cube.check_model(card)
+    version = create_version(engine, job_id, card.public(), cube.sha256)
+    if job_id is not None:
+        update_job(engine, job_id, layer_version=version)
+    settings.layers_dir.mkdir(parents=True, exist_ok=True)
+    staging = settings.layers_dir / f".staging-v{version}"
+    try:
+        report(0.01, "reading the cube")
+        arrays = cube.read()
+        evaluate = MapEvaluator(model, arrays, settings.window_size, settings.window_overlap, settings.window_batch)
+        t0 = time.perf_counter()
+        result = run_ensemble(
+            evaluate, card.species, arrays.shape, settings.ensemble_masks, settings.ensemble_seeds,
+            settings.ensemble_region_cells, settings.ensemble_hidden_fraction, settings.ensemble_seed,
+            progress=lambda d, t: report(0.05 + 0.75 * d / t, f"evaluation {d} of {t}"),
+        )
+        seconds = time.perf_counter() - t0
+        log.info("ensemble of %d evaluations on %s in %.1f s", result.evaluations, model.provider, seconds)
+        staging.mkdir(parents=True)
+        infos = _write_layers(staging, cube, arrays.labels, arrays.coverage, arrays.conus, result, report)
+        report(0.95, "finding clusters")
+        found = []
+        for i, sp in enumerate(result.species):
+            disc = discrepancy(result.mean[i:i + 1], arrays.labels[[cube.species.index(sp)]], arrays.coverage)[0]
+            found += find_clusters(disc, cube.grid, sp, settings.cluster_threshold, settings.cluster_min_cells,
+                                   settings.cluster_max_per_species)
+        final = version_folder(settings.layers_dir, version)
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        ensemble = {"masks": settings.ensemble_masks, "seeds": settings.ensemble_seeds,
+                    "evaluations": result.evaluations, "seconds": round(seconds, 2), "provider": model.provider}
+        with engine.begin() as conn:
+            store_clusters(conn, version, found, settings.cluster_site_distance_m)
+            publish_version(conn, version, infos, ensemble)
+        report(1.0, f"published layer version {version}")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        fail_version(engine, version)
+        raise
+    prune_versions(engine, settings.layers_dir, settings.layers_keep)
+    return version
+
+
+def _write_layers(folder: Path, cube: CubeSource, labels: np.ndarray, coverage: np.ndarray, conus: np.ndarray,
+                  result, report: JobProgress) -> list[LayerInfo]:
+    """Write the three layers of every species as COGs; returns their catalog entries."""
+    infos = []
+    grid = cube.grid
+    total = 3 * len(result.species)
+    for i, sp in enumerate(result.species):
+        arrays = {
+            "prospectivity": np.where(conus, result.mean[i], np.nan),
+            "uncertainty": np.where(conus, result.std[i], np.nan),
+            "discrepancy": discrepancy(result.mean[i:i + 1], labels[[cube.species.index(sp)]], coverage)[0],
+        }
+        for kind, array in arrays.items():
+            layer_id = f"{sp}.{kind}"
+            write_layer(array, grid.crs, grid.transform, folder / f"{layer_id}.tif", folder / f"{layer_id}.native.tif",
+                        description=f"{sp} {kind}: {LAYER_KINDS[kind].description}")
+            infos.append(LayerInfo(id=layer_id, species=sp, kind=kind, file=f"{layer_id}.tif",
+                                   native_file=f"{layer_id}.native.tif", stats=layer_stats(array)))
+            report(0.8 + 0.15 * len(infos) / total, f"wrote {layer_id}")
+    return infos

@@ -1,0 +1,1 @@
+"""Published layers: versioned COG folders, the catalog in PostGIS, flagged clusters and jobs."""

@@ -1,0 +1,167 @@
+"""The experiment configuration: typed dataclasses read from a YAML file, unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REGIMES = ("species", "region", "mixed")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the cube is, which layers to use, and how it is cut into blocks and patches."""
+
+    cube: str = "cube"
+    species: tuple[str, ...] | None = None
+    covariates: tuple[str, ...] | None = None
+    block_cells: int = 64
+    buffer_cells: int = 4
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_seed: int = 0
+    min_block_coverage: float = 0.05
+    patch_cells: int = 96
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """The masking generator: regime mix, the share of species or area hidden, region shapes."""
+
+    regime_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    species_fraction: float = 0.5
+    region_fraction: float = 0.5
+    region_min_cells: int = 8
+    region_max_cells: int = 64
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights: BCE, soft Dice and the soft-recall term, all on hidden training cells."""
+
+    bce: float = 1.0
+    dice: float = 0.1
+    recall: float = 0.1
+    pos_weight: float = 4.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One network to train: its architecture name, constructor parameters and optimiser schedule."""
+
+    arch: str = "unet"
+    params: dict[str, Any] = field(default_factory=dict)
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    prior_skip: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Seeds, threads, prior settings and logging/checkpoint cadence shared by every model."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    threads: int = 1
+    blur_radius: int = 4
+    context_radius: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation windows, seeds and baseline tuning grids."""
+
+    margin_cells: int = 16
+    seed: int = 1234
+    max_windows: int = 40
+    min_window_cells: int = 200
+    kriging_points: int = 150
+    kriging_models: tuple[str, ...] = ("spherical", "exponential", "gaussian")
+    kriging_tune_windows: int = 12
+    neighbourhood_radii: tuple[int, ...] = (1, 2, 4, 8)
+    neighbourhood_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    success_fractions: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20)
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The whole experiment: data, masking, loss, the models to train, training and evaluation."""
+
+    name: str = "demo"
+    data: DataConfig = field(default_factory=DataConfig)
+    masking: MaskConfig = field(default_factory=MaskConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    models: dict[str, ModelSpec] = field(default_factory=lambda: {"unet": ModelSpec()})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON- and YAML-safe dict (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so YAML and JSON round-trip."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
+    """Build a dataclass from a dict, rejecting unknown keys with the allowed ones named."""
+    raw = raw or {}
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(names)}")
+    kwargs = {}
+    for key, value in raw.items():
+        default = getattr(cls(), key)
+        kwargs[key] = tuple(value) if isinstance(default, tuple) or (default is None and isinstance(value, list)) \
+            else value
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    """Build and validate an ExperimentConfig from a parsed YAML mapping."""
+    allowed = {"name", "data", "masking", "loss", "models", "train", "eval"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ValueError(f"unknown top-level key(s) {unknown}; allowed: {sorted(allowed)}")
+    models = {name: _build(ModelSpec, spec, f"models.{name}") for name, spec in (raw.get("models") or {}).items()}
+    if "unet" not in models:
+        raise ValueError(f"models must include 'unet' (the exported model); got {sorted(models)}")
+    cfg = ExperimentConfig(
+        name=str(raw.get("name", "demo")),
+        data=_build(DataConfig, raw.get("data"), "data"),
+        masking=_build(MaskConfig, raw.get("masking"), "masking"),
+        loss=_build(LossConfig, raw.get("loss"), "loss"),
+        models=models,
+        train=_build(TrainConfig, raw.get("train"), "train"),
+        eval=_build(EvalConfig, raw.get("eval"), "eval"),
+    )
+    if abs(sum(cfg.data.split_fractions) - 1.0) > 1e-6:
+        raise ValueError(f"data.split_fractions must sum to 1; got {cfg.data.split_fractions}")
+    return cfg
+
+
+def load_config(path: Path) -> ExperimentConfig:
+    """Read a YAML experiment configuration."""
+    with path.open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    return config_from_dict(raw)
+
+
+def save_config(cfg: ExperimentConfig, path: Path) -> None:
+    """Write the configuration as YAML (the run folder's record of what was trained)."""
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=True), encoding="utf-8")

@@ -1,0 +1,98 @@
+"""ONNX export of the trained UNet (sigmoid and input handling inside the graph) and its model.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.channels import channel_names
+from model.networks import M3Network, ProbabilityModel
+from model.report import _clean, headline
+from model.train import Experiment, load_trained, model_dir
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+CELL_SIZE_M = 1609.344
+CRS = "EPSG:5070"
+
+
+def export_onnx(net: M3Network, path: Path, n_channels: int, size: int = 64) -> None:
+    """Write raw inputs x [N, C, H, W] -> prob [N, S, H, W] with dynamic N, H, W (atomic rename)."""
+    model = ProbabilityModel(net).eval()
+    dummy = torch.zeros(1, n_channels, size, size)
+    tmp = path.with_name(path.name + ".tmp")
+    with torch.no_grad():
+        torch.onnx.export(model, (dummy,), str(tmp), input_names=["x"], output_names=["prob"], opset_version=OPSET,
+                          dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "prob": {0: "n", 2: "h", 3: "w"}},
+                          dynamo=False, do_constant_folding=True)
+    os.replace(tmp, path)
+
+
+def select_seed(exp: Experiment, run_dir: Path, metrics: dict | None) -> int:
+    """The UNet seed to ship: best validation mean AUPRC (mixed regime) when evaluated, else the first trained."""
+    trained = [s for s in exp.cfg.train.seeds if (model_dir(run_dir, "unet", s) / "final.pt").exists()]
+    if not trained:
+        raise FileNotFoundError(f"no trained UNet in {run_dir}; run `m3 train --config ... --out {run_dir}` first")
+    if metrics:
+        runs = metrics["regimes"].get("mixed", {}).get("unet", {}).get("runs", {})
+        scored = [(runs[f"seed-{s}"]["mean"]["val_auprc"] or -1.0, -s) for s in trained if f"seed-{s}" in runs]
+        if scored:
+            return -max(scored)[1]
+    return trained[0]
+
+
+def sha256(path: Path) -> str:
+    """sha256 hex digest of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_run(exp: Experiment, run_dir: Path) -> dict:
+    """Export the selected UNet of a run to model.onnx and write model.json; return model.json's content."""
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else None
+    seed = select_seed(exp, run_dir, metrics)
+    net = load_trained(exp, "unet", model_dir(run_dir, "unet", seed) / "final.pt")
+    channels = channel_names(exp.cube.species, exp.cube.covariates)
+    onnx_path = run_dir / "model.onnx"
+    export_onnx(net, onnx_path, len(channels), size=4 * net.multiple)
+    stem = net.stem
+    payload = {
+        "format": "m3-model/1", "onnx": "model.onnx", "input": "x", "output": "prob",
+        "channels": channels, "species": list(exp.cube.species), "covariates": list(exp.cube.covariates),
+        "multiple": int(net.multiple), "cell_size_m": CELL_SIZE_M, "crs": CRS,
+        "normalisation": {
+            "inside_graph": True,
+            "per_channel_scale": stem.scale.flatten().tolist(), "per_channel_shift": stem.shift.flatten().tolist(),
+            "nan_to": 0.0,
+            "order": "x * scale + shift, then NaN -> 0; covariates are fed as stored in covariates.tif "
+                     "(already normalised with the cube's stored mean/std); derived channels (neighbourhood "
+                     "density of visible layers, co-occurrence prior) are computed inside the graph",
+            "blur_radius": int(stem.radius),
+        },
+        "opset": OPSET, "sha256": sha256(onnx_path), "config": exp.cfg.to_dict(),
+        "metrics": headline(metrics) if metrics else {}, "cube": exp.cube.cube_sha256,
+        "seed": seed, "arch": "unet",
+    }
+    tmp = run_dir / "model.json.tmp"
+    tmp.write_text(json.dumps(_clean(payload), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, run_dir / "model.json")
+    log.info("exported UNet seed %d to %s (%.1f MB)", seed, onnx_path, onnx_path.stat().st_size / 1e6)
+    return payload
+
+
+def onnx_parity(net: M3Network, onnx_path: Path, x: np.ndarray) -> float:
+    """Max abs difference between torch and onnxruntime probabilities for one input batch."""
+    import onnxruntime as ort
+
+    with torch.no_grad():
+        ref = ProbabilityModel(net).eval()(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(["prob"], {"x": x})[0]
+    return float(np.max(np.abs(ref - got)))

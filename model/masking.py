@@ -1,0 +1,76 @@
+"""The masking generator: which species layers and which regions are hidden (to be predicted)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model.config import REGIMES, MaskConfig
+
+
+class MaskGenerator:
+    """Hide whole species layers, contiguous regions across all species, or both (training masks)."""
+
+    def __init__(self, cfg: MaskConfig, n_species: int) -> None:
+        self.cfg = cfg
+        self.n_species = n_species
+        weights = np.asarray(cfg.regime_weights, dtype=float)
+        if weights.shape != (3,) or weights.sum() <= 0:
+            raise ValueError(f"masking.regime_weights must be three non-negative weights for {REGIMES}")
+        self.regime_p = weights / weights.sum()
+
+    def hidden_species(self, rng: np.random.Generator) -> np.ndarray:
+        """A boolean (S,) draw of hidden species, each with probability species_fraction, at least one."""
+        hide = rng.random(self.n_species) < self.cfg.species_fraction
+        if not hide.any():
+            hide[rng.integers(self.n_species)] = True
+        return hide
+
+    def hidden_region(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        """A boolean (H, W) union of random rectangles covering about region_fraction of the window."""
+        h, w = shape
+        region = np.zeros(shape, dtype=bool)
+        lo, hi = self.cfg.region_min_cells, max(self.cfg.region_min_cells, self.cfg.region_max_cells)
+        for _ in range(64):
+            if region.mean() >= self.cfg.region_fraction:
+                break
+            rh, rw = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+            rh, rw = min(rh, h), min(rw, w)
+            r0, c0 = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
+            region[r0:r0 + rh, c0:c0 + rw] = True
+        return region
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, int]) -> tuple[str, np.ndarray]:
+        """One training mask: the regime drawn and the hidden cells (S, H, W) bool."""
+        regime = REGIMES[int(rng.choice(3, p=self.regime_p))]
+        hidden = np.zeros((self.n_species, *shape), dtype=bool)
+        if regime in ("species", "mixed"):
+            hidden[self.hidden_species(rng)] = True
+        if regime in ("region", "mixed"):
+            hidden |= self.hidden_region(rng, shape)[None]
+        return regime, hidden
+
+
+def evaluation_masks(regime: str, core: np.ndarray, n_species: int,
+                     rng: np.random.Generator) -> list[tuple[np.ndarray, list[int]]]:
+    """The fixed evaluation masks of one window: (hidden (S, H, W), target species) pairs.
+
+    species: one case per species, that layer hidden over the whole window, the others visible;
+    region: the block core hidden for every species; mixed: the core hidden for every species plus
+    a random half of the species hidden over the whole window.
+    """
+    shape = core.shape
+    if regime == "species":
+        cases = []
+        for s in range(n_species):
+            hidden = np.zeros((n_species, *shape), dtype=bool)
+            hidden[s] = True
+            cases.append((hidden, [s]))
+        return cases
+    if regime == "region":
+        return [(np.repeat(core[None], n_species, axis=0), list(range(n_species)))]
+    if regime == "mixed":
+        hidden = np.repeat(core[None], n_species, axis=0)
+        chosen = rng.permutation(n_species)[: max(1, n_species // 2)]
+        hidden[chosen] = True
+        return [(hidden, list(range(n_species)))]
+    raise ValueError(f"regime {regime!r} is unknown; known: {', '.join(REGIMES)}")

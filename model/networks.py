@@ -1,0 +1,215 @@
+"""The networks: an input stem shared by all, the ResNet-encoder UNet, and the ViT baseline (a registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class InputStem(nn.Module):
+    """Raw contract channels to network features, inside the graph.
+
+    Applies the per-channel affine normalisation, maps NaN to 0, and appends derived channels
+    computed from the visible layers: per-species neighbourhood density among visible cells, the
+    co-occurrence prior sum_j P(s|j) visible_j and its neighbourhood density, optionally the
+    same-species density over a wide ``context_radius`` (reaching into large hidden regions), and
+    "any species visible here" with its densities.
+    """
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+    cooccurrence: torch.Tensor
+
+    def __init__(self, n_species: int, n_covariates: int, blur_radius: int, cooccurrence: torch.Tensor | None = None,
+                 context_radius: int = 0):
+        super().__init__()
+        self.n_species = n_species
+        self.in_channels = 2 * n_species + 2 * n_covariates
+        self.radius = blur_radius
+        self.context_radius = context_radius
+        self.register_buffer("scale", torch.ones(1, self.in_channels, 1, 1))
+        self.register_buffer("shift", torch.zeros(1, self.in_channels, 1, 1))
+        co = cooccurrence if cooccurrence is not None else torch.zeros(n_species, n_species)
+        self.register_buffer("cooccurrence", co.reshape(n_species, n_species, 1, 1).float().clone())
+
+    @property
+    def n_derived(self) -> int:
+        """Derived per-species channel groups: density, prior, prior density (+ wide density)."""
+        return 4 if self.context_radius > 0 else 3
+
+    @property
+    def out_channels(self) -> int:
+        """Raw channels plus the derived per-species groups plus the 'any visible' channels."""
+        return self.in_channels + self.n_derived * self.n_species + (3 if self.context_radius > 0 else 2)
+
+    @staticmethod
+    def _density(values: torch.Tensor, known: torch.Tensor, radius: int) -> torch.Tensor:
+        """Share of known neighbours within a (2r+1)^2 square where ``values`` is set (separable box filter)."""
+        k = 2 * radius + 1
+
+        def box(t: torch.Tensor) -> torch.Tensor:
+            t = F.avg_pool2d(t, (1, k), stride=1, padding=(0, radius), count_include_pad=True)
+            return F.avg_pool2d(t, (k, 1), stride=1, padding=(radius, 0), count_include_pad=True)
+
+        return box(values * known) / (box(known) + 1e-3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, H, W) raw inputs to (N, out_channels, H, W) features."""
+        x = x * self.scale + self.shift
+        x = torch.where(torch.isnan(x), torch.zeros_like(x), x)
+        s, r = self.n_species, self.radius
+        visible, hidden = x[:, :s], x[:, s:2 * s]
+        known = 1.0 - hidden
+        prior = F.conv2d(visible, self.cooccurrence)
+        any_visible = visible.amax(dim=1, keepdim=True)
+        any_known = known.amax(dim=1, keepdim=True)
+        parts = [x, self._density(visible, known, r), prior, self._density(prior, any_known, r)]
+        if self.context_radius > 0:
+            parts.append(self._density(visible, known, self.context_radius))
+        parts += [any_visible, self._density(any_visible, any_known, r)]
+        if self.context_radius > 0:
+            parts.append(self._density(any_visible, any_known, self.context_radius))
+        return torch.cat(parts, dim=1)
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ResidualBlock(nn.Module):
+    """A ResNet basic block (two 3x3 convolutions and a shortcut)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                                  nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual sum then ReLU."""
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class ResUNet(nn.Module):
+    """A UNet whose encoder is a ResNet of basic blocks; width K and depth configurable.
+
+    Level i has ``width * 2**i`` channels (capped at 8 * width); ``depth`` stride-2 stages, so H and W
+    must be multiples of ``2**depth``.
+    """
+
+    def __init__(self, in_channels: int, n_species: int, width: int = 32, depth: int = 3, blocks: int = 1):
+        super().__init__()
+        chans = [min(width * 2**i, 8 * width) for i in range(depth + 1)]
+        self.multiple = 2**depth
+        self.stem = _conv_bn(in_channels, chans[0])
+        self.encoder = nn.ModuleList()
+        for i in range(depth + 1):
+            stride = 1 if i == 0 else 2
+            cin = chans[0] if i == 0 else chans[i - 1]
+            layers = [ResidualBlock(cin, chans[i], stride)]
+            layers += [ResidualBlock(chans[i], chans[i]) for _ in range(blocks - 1)]
+            self.encoder.append(nn.Sequential(*layers))
+        self.decoder = nn.ModuleList(
+            nn.Sequential(_conv_bn(chans[i] + chans[i - 1], chans[i - 1]), _conv_bn(chans[i - 1], chans[i - 1]))
+            for i in range(depth, 0, -1))
+        self.head = nn.Conv2d(chans[0], n_species, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, C, H, W) to logits (N, S, H, W)."""
+        skips = []
+        h = self.stem(x)
+        for stage in self.encoder:
+            h = stage(h)
+            skips.append(h)
+        h = skips.pop()
+        for block in self.decoder:
+            skip = skips.pop()
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = block(torch.cat([h, skip], dim=1))
+        return self.head(h)
+
+
+class PatchViT(nn.Module):
+    """A ViT baseline: patch embedding, transformer encoder, and a linear patch decoder (pixel shuffle)."""
+
+    def __init__(self, in_channels: int, n_species: int, patch: int = 8, embed_dim: int = 128, layers: int = 4,
+                 heads: int = 4, pos_grid: int = 12):
+        super().__init__()
+        self.multiple = patch
+        self.patch = patch
+        self.embed = nn.Conv2d(in_channels, embed_dim, patch, stride=patch)
+        self.pos = nn.Parameter(torch.randn(1, embed_dim, pos_grid, pos_grid) * 0.02)
+        layer = nn.TransformerEncoderLayer(embed_dim, heads, 4 * embed_dim, dropout=0.0, batch_first=True,
+                                           norm_first=True, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.decode = nn.Linear(embed_dim, n_species * patch * patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, C, H, W) to logits (N, S, H, W)."""
+        tokens = self.embed(x)
+        n, d, gh, gw = tokens.shape
+        tokens = tokens + F.interpolate(self.pos, size=(gh, gw), mode="bilinear", align_corners=False)
+        seq = self.norm(self.encoder(tokens.flatten(2).transpose(1, 2)))
+        out = self.decode(seq).transpose(1, 2).reshape(n, -1, gh, gw)
+        return F.pixel_shuffle(out, self.patch)
+
+
+#: The network registry: architecture name to constructor (in_channels, n_species, **params).
+NETWORKS: dict[str, Callable[..., nn.Module]] = {"unet": ResUNet, "vit": PatchViT}
+
+
+class M3Network(nn.Module):
+    """Stem plus body: raw contract channels (N, C_in, H, W) to logits (N, S, H, W).
+
+    With ``prior_skip`` the logits also get a learned per-species linear term in the stem's
+    same-species density, co-occurrence prior and prior density (a shortcut from the strong
+    neighbourhood / co-occurrence features straight to the output, so the body learns a residual).
+    """
+
+    def __init__(self, stem: InputStem, body: nn.Module, prior_skip: bool = False, skip_init: float = 3.0):
+        super().__init__()
+        self.stem, self.body = stem, body
+        self.multiple = int(cast(int, body.multiple))
+        self.prior_skip = prior_skip
+        if prior_skip:
+            self.skip_weight = nn.Parameter(torch.full((stem.n_derived, 1, stem.n_species, 1, 1), skip_init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits per species."""
+        features = self.stem(x)
+        logits = self.body(features)
+        if self.prior_skip:
+            c, s = self.stem.in_channels, self.stem.n_species
+            for i in range(self.stem.n_derived):
+                logits = logits + self.skip_weight[i] * features[:, c + i * s:c + (i + 1) * s]
+        return logits
+
+
+class ProbabilityModel(nn.Module):
+    """The exported graph: raw inputs to sigmoid probabilities."""
+
+    def __init__(self, net: M3Network):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities (N, S, H, W)."""
+        return torch.sigmoid(self.net(x))
+
+
+def build_network(arch: str, params: dict, n_species: int, n_covariates: int, blur_radius: int,
+                  cooccurrence: torch.Tensor | None = None, prior_skip: bool = False,
+                  context_radius: int = 0) -> M3Network:
+    """Build a registered architecture behind the shared input stem."""
+    if arch not in NETWORKS:
+        raise ValueError(f"architecture {arch!r} is unknown; known: {', '.join(sorted(NETWORKS))}")
+    stem = InputStem(n_species, n_covariates, blur_radius, cooccurrence, context_radius)
+    return M3Network(stem, NETWORKS[arch](stem.out_channels, n_species, **params), prior_skip=prior_skip)

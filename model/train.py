@@ -1,0 +1,161 @@
+"""Training one model for one seed: seeded, resumable, tqdm progress, CSV log and atomic checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.channels import cooccurrence_matrix
+from model.config import ExperimentConfig
+from model.cube_data import CubeArrays, load_cube
+from model.losses import masked_loss
+from model.masking import MaskGenerator
+from model.networks import M3Network, build_network
+from model.patches import PatchSampler
+from model.splits import TRAIN, BlockSplit, make_block_split
+
+log = logging.getLogger(__name__)
+
+LOG_FIELDS = ["step", "loss", "bce", "dice", "recall", "lr", "seconds"]
+
+
+@dataclass
+class Experiment:
+    """The loaded cube and its split for one configuration (shared by training and evaluation)."""
+
+    cfg: ExperimentConfig
+    cube: CubeArrays
+    split: BlockSplit
+
+    @property
+    def cooccurrence(self) -> np.ndarray:
+        """P(s | j) over covered train cells (the prior baked into every network's stem)."""
+        cells = (self.split.cell_split == TRAIN) & self.cube.coverage
+        return cooccurrence_matrix(self.cube.labels, cells)
+
+
+def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeArrays | None = None) -> Experiment:
+    """Load the cube named by the config (relative to ``base``) and make the block split."""
+    if cube is None:
+        cube_dir = Path(cfg.data.cube)
+        if not cube_dir.is_absolute() and base is not None:
+            cube_dir = base / cube_dir
+        cube = load_cube(cube_dir, list(cfg.data.species) if cfg.data.species else None,
+                         list(cfg.data.covariates) if cfg.data.covariates else None)
+    d = cfg.data
+    split = make_block_split(cube.coverage, d.block_cells, d.buffer_cells, d.split_fractions, d.split_seed,
+                             d.min_block_coverage)
+    return Experiment(cfg, cube, split)
+
+
+def new_network(exp: Experiment, arch: str) -> M3Network:
+    """The untrained network of one architecture for this experiment."""
+    spec = exp.cfg.models[arch]
+    return build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
+                         exp.cfg.train.blur_radius, torch.from_numpy(exp.cooccurrence), prior_skip=spec.prior_skip,
+                         context_radius=exp.cfg.train.context_radius)
+
+
+def model_dir(run_dir: Path, arch: str, seed: int) -> Path:
+    """Where one model's checkpoints and log live."""
+    return run_dir / arch / f"seed-{seed}"
+
+
+def _lr(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up then cosine decay to 5% of the base rate."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _save_atomic(payload: dict, path: Path) -> None:
+    """torch.save to a temporary name, then rename (never a half-written checkpoint)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: bool = True) -> Path:
+    """Train (or resume) one architecture for one seed; return the final checkpoint path.
+
+    Runs on CUDA when available (the paper config), else on CPU, where it is bit-for-bit deterministic.
+    """
+    cfg, spec = exp.cfg, exp.cfg.models[arch]
+    torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(seed)
+    out = model_dir(run_dir, arch, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    final, ckpt_path, log_path = out / "final.pt", out / "checkpoint.pt", out / "log.csv"
+    if final.exists():
+        log.info("%s seed %d already trained (%s)", arch, seed, final)
+        return final
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = new_network(exp, arch).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    rng = np.random.default_rng(seed)
+    step = 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False, map_location=device)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        step = int(state["step"])
+        log.info("resuming %s seed %d at step %d", arch, seed, step)
+    elif log_path.exists():
+        log_path.unlink()
+    sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(cfg.masking, len(exp.cube.species)),
+                           cfg.data.patch_cells)
+    new_log = not log_path.exists()
+    with log_path.open("a", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        if new_log:
+            writer.writeheader()
+        net.train()
+        started = time.perf_counter()
+        bar = tqdm(total=spec.steps, initial=step, desc=f"{arch} seed {seed}", unit="step",
+                   disable=None if progress else True)
+        while step < spec.steps:
+            lr = _lr(step, spec.steps, spec.lr, spec.warmup_steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batch = sampler.batch(rng, spec.batch_size)
+            x, y, mask = (torch.from_numpy(a).to(device) for a in (batch.x, batch.y, batch.loss_mask))
+            loss, parts = masked_loss(net(x), y, mask, cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.train.log_every == 0 or step == spec.steps:
+                writer.writerow({"step": step, "loss": round(float(loss.detach()), 6), "lr": round(lr, 8),
+                                 "seconds": round(time.perf_counter() - started, 2),
+                                 **{k: round(v, 6) for k, v in parts.items()}})
+                fh.flush()
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            if step % cfg.train.checkpoint_every == 0 and step < spec.steps:
+                _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                              "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, ckpt_path)
+        bar.close()
+    _save_atomic({"model": {k: v.cpu() for k, v in net.state_dict().items()}, "arch": arch, "seed": seed, "step": step,
+                  "config": cfg.to_dict()}, final)
+    ckpt_path.unlink(missing_ok=True)
+    log.info("trained %s seed %d: %d steps -> %s", arch, seed, step, final)
+    return final
+
+
+def load_trained(exp: Experiment, arch: str, path: Path) -> M3Network:
+    """A trained network from its final checkpoint, in eval mode."""
+    net = new_network(exp, arch)
+    net.load_state_dict(torch.load(path, weights_only=False, map_location="cpu")["model"])
+    return net.eval()

@@ -1,0 +1,106 @@
+"""A real uvicorn serving the app on the full database, and a headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.settings import PROJECT_ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+DEMO_MODEL = PROJECT_ROOT / "runs" / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo_layers(full_db_url, full_engine, tmp_path_factory) -> dict[str, str]:
+    """Layers and clusters of the committed demo model over a cube of the real sites (1 x 1 ensemble)."""
+    from backend.cube.build import build_cube
+    from backend.inference.reinference import run_reinference
+    from backend.settings import Settings
+
+    if not (DEMO_MODEL / "model.json").exists():
+        pytest.fail(f"the demo model is missing from {DEMO_MODEL}")
+    root = tmp_path_factory.mktemp("page")
+    settings = Settings(database_url=full_db_url, cube_dir=root / "cube", layers_dir=root / "layers",
+                        model_dir=DEMO_MODEL, ensemble_masks=1, ensemble_seeds=1)
+    build_cube(settings, full_engine, settings.cube_dir, progress=False, quicklooks=False)
+    run_reinference(settings, full_engine)
+    return {"M3_CUBE_DIR": str(settings.cube_dir), "M3_LAYERS_DIR": str(settings.layers_dir),
+            "M3_MODEL_DIR": str(DEMO_MODEL)}
+
+
+@pytest.fixture(scope="session")
+def live_env(full_db_url, demo_layers) -> dict[str, str]:
+    """The served app for the page: the full database with the demo layers."""
+    return {"M3_DATABASE_URL": full_db_url, "M3_LOG_LEVEL": "WARNING", **demo_layers}
+ARTEFACTS = PROJECT_ROOT / "artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium (Playwright cannot download its own browser here)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test installs it)")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield b
+        b.close()
+
+
+class PageWatch:
+    """Console errors and responses seen by a page."""
+
+    def __init__(self, page, base: str) -> None:
+        self.errors: list[str] = []
+        self.responses: list[tuple[int, str]] = []
+        self.external: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("response", lambda r: self.responses.append((r.status, r.url)))
+
+        def route(r):
+            if r.request.url.startswith(base) or r.request.url.startswith("data:"):
+                r.continue_()
+            else:  # the network is cut off from everything but the server under test
+                self.external.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+
+
+@pytest.fixture
+def page_factory(browser, live_server):
+    """Open pages at a viewport size, with console and network watched; closes them afterwards."""
+    contexts = []
+
+    def open_page(path: str = "/", width: int = 1280, height: int = 800):
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        watch = PageWatch(page, live_server)
+        page.goto(f"{live_server}{path}")
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        return page, watch
+
+    yield open_page
+    for ctx in contexts:
+        ctx.close()
+
+
+@pytest.fixture
+def screenshot():
+    """Save a screenshot under artifacts/screenshots (kept by CI as an artefact)."""
+
+    def save(page, name: str) -> Path:
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTEFACTS / f"{name}.png"
+        page.screenshot(path=str(path))
+        return path
+
+    return save

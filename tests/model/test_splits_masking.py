@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from model.config import MaskConfig, config_from_dict
+from model.masking import MaskGenerator, evaluation_masks
+from model.splits import BUFFER, CONTEXT, TEST, TRAIN, VAL, make_block_split
+
+
+def test_split_has_buffers_between_splits():
+    coverage = np.ones((80, 80), dtype=bool)
+    coverage[:, 60:] = False
+    split = make_block_split(coverage, 16, 2, (0.6, 0.2, 0.2), seed=3)
+    cells = split.cell_split
+    assert {TRAIN, VAL, TEST} <= set(np.unique(cells).tolist())
+    assert np.all(cells[:, 64:] == CONTEXT)
+    for code in (TRAIN, VAL, TEST):
+        grown = ndimage.binary_dilation(cells == code, np.ones((5, 5), dtype=bool))
+        others = (cells != code) & (cells != BUFFER) & (cells != CONTEXT)
+        assert not np.any(grown & others), f"split {code} touches another split within the buffer"
+
+
+def test_split_is_seeded():
+    coverage = np.ones((64, 64), dtype=bool)
+    a = make_block_split(coverage, 8, 1, (0.6, 0.2, 0.2), seed=1)
+    b = make_block_split(coverage, 8, 1, (0.6, 0.2, 0.2), seed=1)
+    np.testing.assert_array_equal(a.cell_split, b.cell_split)
+
+
+def test_species_regime_hides_whole_layers():
+    gen = MaskGenerator(MaskConfig(regime_weights=(1.0, 0.0, 0.0), species_fraction=0.5), n_species=6)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        regime, hidden = gen.sample(rng, (16, 16))
+        assert regime == "species"
+        per_layer = hidden.reshape(6, -1)
+        assert np.all(per_layer.all(axis=1) | ~per_layer.any(axis=1))
+        assert per_layer.any()
+
+
+def test_region_regime_hides_all_species_in_rectangles():
+    gen = MaskGenerator(MaskConfig(regime_weights=(0.0, 1.0, 0.0), region_fraction=0.4, region_min_cells=4,
+                                   region_max_cells=8), n_species=3)
+    _, hidden = gen.sample(np.random.default_rng(1), (32, 32))
+    assert np.all(hidden[0] == hidden[1]) and np.all(hidden[1] == hidden[2])
+    assert 0.4 <= hidden[0].mean() < 0.7
+
+
+def test_evaluation_masks():
+    core = np.zeros((8, 8), dtype=bool)
+    core[2:6, 2:6] = True
+    rng = np.random.default_rng(0)
+    species = evaluation_masks("species", core, 3, rng)
+    assert len(species) == 3 and species[1][1] == [1] and species[1][0][1].all() and not species[1][0][0].any()
+    (region, targets), = evaluation_masks("region", core, 3, rng)
+    assert targets == [0, 1, 2] and np.all(region == core)
+    (mixed, _), = evaluation_masks("mixed", core, 4, rng)
+    assert np.all(mixed[:, core]) and mixed.reshape(4, -1).all(axis=1).sum() == 2
+    with pytest.raises(ValueError, match="known: species, region, mixed"):
+        evaluation_masks("everything", core, 3, rng)
+
+
+def test_unknown_config_key_is_named():
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['patch'\] in data"):
+        config_from_dict({"data": {"patch": 3}, "models": {"unet": {}}})

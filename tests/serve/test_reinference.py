@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import sqlalchemy as sa
+
+from backend.inference.contract import ModelContractError, load_model_card
+from backend.inference.cube_inputs import CubeSource
+from backend.inference.engine import InferenceEngine
+from backend.inference.infill import InfillRequest, run_infill
+from backend.layers.catalog import load_current
+
+from .synthetic import write_tiny_model
+
+
+def test_published_version_has_cogs_and_is_current(serve_settings, serve_engine, published):
+    current = load_current(serve_engine, serve_settings.layers_dir)
+    assert current is not None and current.id == published
+    assert set(current.layers) == {f"{s}.{k}" for s in ("gold", "zinc")
+                                   for k in ("prospectivity", "uncertainty", "discrepancy")}
+    from rio_cogeo.cogeo import cog_validate
+
+    for layer_id in current.layers:
+        valid, errors, _ = cog_validate(current.path(layer_id))
+        assert valid, errors
+        with rasterio.open(current.path(layer_id, native=True)) as src:
+            assert src.crs.to_epsg() == 5070 and src.shape == (96, 128)
+    with rasterio.open(current.path("zinc.discrepancy", native=True)) as src:
+        disc = src.read(1)
+    assert np.isnan(disc[:, -16:]).all(), "discrepancy outside coverage must be empty"
+    assert np.isfinite(disc[:, :-16]).mean() > 0.9
+    with rasterio.open(current.path("zinc.prospectivity", native=True)) as src:
+        assert np.isfinite(src.read(1)).all(), "prospectivity covers the whole (CONUS) grid"
+    assert not list(serve_settings.layers_dir.glob(".staging-*"))
+
+
+def test_clusters_list_nearby_sites_of_any_commodity(serve_engine, published):
+    with serve_engine.connect() as c:
+        rows = c.execute(sa.text("SELECT species, n_sites, sites, mean_score, n_cells, area_km2 FROM clusters "
+                                 "WHERE layer_version = :v ORDER BY mean_score DESC"), {"v": published}).all()
+    assert rows
+    names = {s["name"] for r in rows for s in r.sites}
+    assert "Blob Sand and Gravel Pit" in names and "Far Away Mine" not in names
+    for r in rows:
+        assert r.n_cells >= 4 and r.area_km2 == pytest.approx(r.n_cells * 1.609344 ** 2, rel=1e-6)
+
+
+def test_checksum_mismatch_is_refused(tmp_path):
+    folder = write_tiny_model(tmp_path / "m")
+    card = json.loads((folder / "model.json").read_text())
+    card["sha256"] = "0" * 64
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelContractError, match="sha256"):
+        load_model_card(folder)
+
+
+def test_hiding_a_species_changes_it_there_and_only_there(serve_dirs):
+    model = InferenceEngine(load_model_card(serve_dirs["model"]))
+    cube = CubeSource.open(serve_dirs["cube"])
+    from rasterio.windows import Window
+
+    box = Window(20, 10, 60, 50)
+    region = Window(40, 30, 10, 10)
+    base = run_infill(model, cube, InfillRequest(window=box, ensemble=3), 64, 16)
+    hid = run_infill(model, cube, InfillRequest(window=box, hide_species=("zinc",), hide_windows=(region,),
+                                                ensemble=3), 64, 16)
+    zinc = model.card.species.index("zinc")
+    gold = model.card.species.index("gold")
+    np.testing.assert_array_equal(hid.mean[gold], base.mean[gold])
+    inside = np.zeros(base.mean.shape[1:], dtype=bool)
+    inside[20:30, 20:30] = True
+    assert (hid.hidden[zinc] == inside).all()
+    np.testing.assert_array_equal(hid.mean[zinc][~inside], base.mean[zinc][~inside])
+    labels = cube.read(box).labels[cube.species.index("zinc")]
+    changed = hid.mean[zinc][inside] != base.mean[zinc][inside]
+    assert changed[labels[inside] == 1].all()
