@@ -23,6 +23,7 @@ from backend.db.migrate import upgrade
 from backend.settings import PROJECT_ROOT, Settings
 
 BUNDLED = PROJECT_ROOT / "data" / "raw" / "minmod"
+DEMO_MODEL = PROJECT_ROOT / "runs" / "demo"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -170,9 +171,30 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_env(full_db_url) -> dict[str, str]:
-    """Environment of the served app on the full database."""
-    return {"M3_DATABASE_URL": full_db_url, "M3_LOG_LEVEL": "WARNING"}
+def demo_layers(full_db_url, full_engine, tmp_path_factory) -> dict[str, str]:
+    """Layers and clusters of the committed demo model over a cube of the real sites (1 x 1 ensemble)."""
+    from backend.cube.build import build_cube
+    from backend.inference.reinference import run_reinference
+    from backend.settings import Settings
+
+    if not (DEMO_MODEL / "model.json").exists():
+        pytest.fail(f"the demo model is missing from {DEMO_MODEL}")
+    root = tmp_path_factory.mktemp("page")
+    settings = Settings(database_url=full_db_url, cube_dir=root / "cube", layers_dir=root / "layers",
+                        model_dir=DEMO_MODEL, ensemble_masks=1, ensemble_seeds=1)
+    build_cube(settings, full_engine, settings.cube_dir, progress=False, quicklooks=False)
+    run_reinference(settings, full_engine)
+    return {"M3_CUBE_DIR": str(settings.cube_dir), "M3_LAYERS_DIR": str(settings.layers_dir),
+            "M3_MODEL_DIR": str(DEMO_MODEL)}
+
+
+@pytest.fixture(scope="session")
+def live_env(full_db_url, demo_layers) -> dict[str, str]:
+    """The served app: the full database with the demo layers."""
+    return {"M3_DATABASE_URL": full_db_url, "M3_LOG_LEVEL": "WARNING", **demo_layers}
+ARTEFACTS = PROJECT_ROOT / "artifacts" / "screenshots"
+
+
 
 
 @pytest.fixture(scope="session")

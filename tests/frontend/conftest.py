@@ -1,4 +1,4 @@
-"""A real uvicorn serving the app on the full database, and a headless Chromium driven by Playwright."""
+"""A headless Chromium driven by Playwright against the live server of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -9,31 +9,6 @@ import pytest
 from backend.settings import PROJECT_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
-DEMO_MODEL = PROJECT_ROOT / "runs" / "demo"
-
-
-@pytest.fixture(scope="session")
-def demo_layers(full_db_url, full_engine, tmp_path_factory) -> dict[str, str]:
-    """Layers and clusters of the committed demo model over a cube of the real sites (1 x 1 ensemble)."""
-    from backend.cube.build import build_cube
-    from backend.inference.reinference import run_reinference
-    from backend.settings import Settings
-
-    if not (DEMO_MODEL / "model.json").exists():
-        pytest.fail(f"the demo model is missing from {DEMO_MODEL}")
-    root = tmp_path_factory.mktemp("page")
-    settings = Settings(database_url=full_db_url, cube_dir=root / "cube", layers_dir=root / "layers",
-                        model_dir=DEMO_MODEL, ensemble_masks=1, ensemble_seeds=1)
-    build_cube(settings, full_engine, settings.cube_dir, progress=False, quicklooks=False)
-    run_reinference(settings, full_engine)
-    return {"M3_CUBE_DIR": str(settings.cube_dir), "M3_LAYERS_DIR": str(settings.layers_dir),
-            "M3_MODEL_DIR": str(DEMO_MODEL)}
-
-
-@pytest.fixture(scope="session")
-def live_env(full_db_url, demo_layers) -> dict[str, str]:
-    """The served app for the page: the full database with the demo layers."""
-    return {"M3_DATABASE_URL": full_db_url, "M3_LOG_LEVEL": "WARNING", **demo_layers}
 ARTEFACTS = PROJECT_ROOT / "artifacts" / "screenshots"
 
 

@@ -104,6 +104,7 @@ def test_cluster_popup_lists_overlapping_sites(page_factory, live_server, screen
     popup = page.wait_for_selector(".leaflet-popup-content", timeout=10_000)
     text = popup.inner_text()
     assert "Flagged gold cluster" in text and "Known sites" in text
+    page.wait_for_timeout(500)  # let the popup finish fading in
     screenshot(page, "desktop-cluster-popup")
     assert watch.errors == []
 
@@ -138,5 +139,7 @@ def test_mask_and_infill_draws_a_result(page_factory, screenshot):
     page.wait_for_selector("#infill-result table", timeout=60_000)
     page.wait_for_selector(".leaflet-infill-pane img.leaflet-tile-loaded", timeout=20_000)
     assert "Infilled" in page.inner_text("#infill-result")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)
     screenshot(page, "desktop-infill")
     assert watch.errors == []
