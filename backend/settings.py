@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     layer_version_ttl_s: float = Field(default=1.0, ge=0,
                                        description="Seconds a worker trusts its cached current layer version.")
     tile_cache_entries: int = Field(default=4096, ge=0, description="Rendered tiles kept in memory (0: none).")
-    cluster_threshold: float = Field(default=0.5, gt=0, lt=1,
+    cluster_threshold: float = Field(default=0.7, gt=0, lt=1,
                                      description="Discrepancy above which a cell is flagged.")
     cluster_min_cells: int = Field(default=4, ge=1, description="Smallest flagged cluster, in cells.")
     cluster_site_distance_m: float = Field(default=2000.0, ge=0,

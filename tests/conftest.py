@@ -203,3 +203,9 @@ def live_server(live_env) -> Iterator[str]:
     server = LiveServer(live_env).start()
     yield server.base
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def make_live_server():
+    """Factory for extra uvicorn servers with their own environment (stopped by the caller)."""
+    return LiveServer
