@@ -44,6 +44,12 @@ def parse_bbox(text: str | None) -> BBox | None:
     return BBox(minx, miny, maxx, maxy)
 
 
+def bbox_condition(box: BBox, params: dict) -> str:
+    """SQL condition (``AND geom && envelope``) for a box; its bounds are added to ``params``."""
+    params.update(minx=box.minx, miny=box.miny, maxx=box.maxx, maxy=box.maxy)
+    return "AND geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)"
+
+
 def parse_species(text: str | None, known: list[str]) -> list[str]:
     """Species ids from a comma-separated list; BadQuery naming the unknown ones and the known ones."""
     if text is None or text.strip() == "":

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from backend.api.deps import ConnDep
 from backend.api.errors import BadQuery
-from backend.api.query import parse_bbox, parse_species
+from backend.api.query import bbox_condition, parse_bbox, parse_species
 from backend.api.serving import ServingDep
 
 router = APIRouter(prefix="/api", tags=["clusters"])
@@ -49,8 +49,7 @@ def list_clusters(
     where = []
     params: dict[str, Any] = {"version": version.id, "n": limit}
     if box is not None:
-        where.append("AND geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)")
-        params.update(minx=box.minx, miny=box.miny, maxx=box.maxx, maxy=box.maxy)
+        where.append(bbox_condition(box, params))
     if wanted:
         where.append("AND species = ANY(%(species)s)")
         params["species"] = wanted

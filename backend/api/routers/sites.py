@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 
 from backend.api.deps import ConnDep, SettingsDep
-from backend.api.query import decode_cursor, encode_cursor, parse_bbox, parse_limit, parse_species
+from backend.api.query import bbox_condition, decode_cursor, encode_cursor, parse_bbox, parse_limit, parse_species
 from backend.ingest.vocabulary import vocabulary
 from backend.settings import M3_SPECIES
 
@@ -65,8 +65,7 @@ def list_sites(
     where: list[str] = []
     params: dict[str, Any] = {"after": after, "n": n + 1}
     if box is not None:
-        where.append("AND geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)")
-        params.update(minx=box.minx, miny=box.miny, maxx=box.maxx, maxy=box.maxy)
+        where.append(bbox_condition(box, params))
     if wanted:
         where.append("AND species && %(species)s::text[]")
         params["species"] = wanted
