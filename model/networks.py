@@ -47,15 +47,28 @@ class InputStem(nn.Module):
         return self.in_channels + self.n_derived * self.n_species + (3 if self.context_radius > 0 else 2)
 
     @staticmethod
-    def _density(values: torch.Tensor, known: torch.Tensor, radius: int) -> torch.Tensor:
-        """Share of known neighbours within a (2r+1)^2 square where ``values`` is set (separable box filter)."""
+    def _box_sum(t: torch.Tensor, radius: int) -> torch.Tensor:
+        """Sum of ``t`` over the (2r+1)^2 square around each cell, zero outside (summed-area, O(1) per cell).
+
+        Two running sums (CumSum in the exported graph) and a difference of shifted slices replace a box
+        filter whose cost grows with the radius. Sums of 0/1 layers stay exact integers in float32, so a
+        window with nothing in it sums to exactly 0.
+        """
         k = 2 * radius + 1
+        t = F.pad(t, (radius + 1, radius, radius + 1, radius))
+        t = torch.cumsum(t, dim=3)
+        t = t[..., k:] - t[..., :-k]
+        t = torch.cumsum(t, dim=2)
+        return t[..., k:, :] - t[..., :-k, :]
 
-        def box(t: torch.Tensor) -> torch.Tensor:
-            t = F.avg_pool2d(t, (1, k), stride=1, padding=(0, radius), count_include_pad=True)
-            return F.avg_pool2d(t, (k, 1), stride=1, padding=(radius, 0), count_include_pad=True)
+    @classmethod
+    def _density(cls, values: torch.Tensor, known: torch.Tensor, radius: int) -> torch.Tensor:
+        """Share of known neighbours within a (2r+1)^2 square where ``values`` is set.
 
-        return box(values * known) / (box(known) + 1e-3)
+        Equals ``box(values * known) / (box(known) + 1e-3)`` with ``box`` the zero-padded mean over the square.
+        """
+        area = float((2 * radius + 1) ** 2)
+        return cls._box_sum(values * known, radius) / (cls._box_sum(known, radius) + 1e-3 * area)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) raw inputs to (N, out_channels, H, W) features."""
