@@ -67,6 +67,7 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         update_job(engine, job_id, layer_version=version)
     settings.layers_dir.mkdir(parents=True, exist_ok=True)
     staging = settings.layers_dir / f".staging-v{version}"
+    final = version_folder(settings.layers_dir, version)
     try:
         report(0.01, "reading the cube")
         arrays = cube.read()
@@ -87,7 +88,6 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
             disc = discrepancy(result.mean[i:i + 1], arrays.labels[[cube.species.index(sp)]], arrays.coverage)[0]
             found += find_clusters(disc, cube.grid, sp, settings.cluster_threshold, settings.cluster_min_cells,
                                    settings.cluster_max_per_species)
-        final = version_folder(settings.layers_dir, version)
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
@@ -96,11 +96,12 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         with engine.begin() as conn:
             store_clusters(conn, version, found, settings.cluster_site_distance_m)
             publish_version(conn, version, infos, ensemble)
-        report(1.0, f"published layer version {version}")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)  # renamed, but the switch never committed: no one serves it
         fail_version(engine, version)
         raise
+    report(1.0, f"published layer version {version}")
     prune_versions(engine, settings.layers_dir, settings.layers_keep)
     return version
 
