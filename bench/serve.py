@@ -166,7 +166,8 @@ def main() -> None:
     engine = InferenceEngine(load_model_card(model_dir), settings.ort_providers, args.threads, 1)
     cube = CubeSource.open(cube_dir)
     arrays = cube.read()
-    evaluate = MapEvaluator(engine, arrays, settings.window_size, settings.window_overlap, settings.window_batch)
+    evaluate = MapEvaluator(engine, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
+                            needed=arrays.conus, band_rows=settings.window_band_rows)
     mask = draw_mask("species_in_regions", (0, 0, 0), len(engine.card.species), arrays.shape, 96, 0.5)
     times = []
     for _ in range(2):

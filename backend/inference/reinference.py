@@ -71,7 +71,8 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
     try:
         report(0.01, "reading the cube")
         arrays = cube.read()
-        evaluate = MapEvaluator(model, arrays, settings.window_size, settings.window_overlap, settings.window_batch)
+        evaluate = MapEvaluator(model, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
+                                needed=arrays.conus, band_rows=settings.window_band_rows)
         t0 = time.perf_counter()
         result = run_ensemble(
             evaluate, card.species, arrays.shape, settings.ensemble_masks, settings.ensemble_seeds,

@@ -10,11 +10,16 @@ from backend.inference.windows import sliding_predict
 
 
 class MapEvaluator:
-    """Callable: hide mask [S, H, W] -> probabilities [S, H, W] over the arrays, in sliding windows."""
+    """Callable: hide mask [S, H, W] -> probabilities [S, H, W] over the arrays, in sliding windows.
+
+    With ``needed`` [H, W] only windows over needed cells run; cells no window reached are NaN.
+    """
 
     def __init__(self, engine: InferenceEngine, arrays: CubeArrays, window: int = 512, overlap: int = 64,
-                 batch: int = 4) -> None:
+                 batch: int = 4, needed: np.ndarray | None = None, band_rows: int = 256) -> None:
         self.engine = engine
+        self.needed = needed
+        self.band_rows = band_rows
         self.arrays = arrays
         self.window = window
         self.overlap = overlap
@@ -33,4 +38,4 @@ class MapEvaluator:
             fill_species_channels(card, self.arrays, hidden, self._inputs)
         x = self._inputs
         return sliding_predict(self.engine.predict, x, len(card.species), self.window, self.overlap,
-                               card.multiple, self.batch)
+                               card.multiple, self.batch, self.needed, self.band_rows)

@@ -37,3 +37,28 @@ def test_blend_weights_are_positive_and_symmetric():
     w = blend_weights(32, 48, 8)
     assert w.min() > 0 and w.max() == 1
     np.testing.assert_allclose(w, w[::-1, ::-1])
+
+
+def test_needed_windows_cover_every_needed_cell_and_skip_empty_bands():
+    rng = np.random.default_rng(1)
+    needed = np.zeros((300, 500), dtype=bool)
+    needed[20:90, 30:120] = True      # two separate areas in the same rows
+    needed[40:60, 400:470] = True
+    needed[250:260, 10:490] = True    # a long thin strip: split by the cell budget
+    x = rng.random((2, 300, 500)).astype(np.float32)
+    out = sliding_predict(_identity, x, 2, size=96, overlap=8, multiple=8, batch=2, needed=needed, band_rows=48)
+    np.testing.assert_allclose(out[:, needed], x[:, needed], rtol=1e-5)
+    assert np.isnan(out[:, 150:200]).all(), "rows with nothing needed are not evaluated"
+    assert np.isnan(out[:, 40:60, 200:350]).all(), "the gap between two areas of a band is not evaluated"
+
+
+def test_needed_windows_stay_within_the_cell_budget_and_multiples():
+    from backend.inference.windows import plan_needed
+
+    needed = np.ones((100, 1000), dtype=bool)
+    windows = plan_needed(needed.shape, needed, band_rows=40, max_cells=40 * 200, overlap=10, multiple=8)
+    covered = np.zeros(needed.shape, dtype=int)
+    for r, c, h, w in windows:
+        assert h % 8 == 0 and w % 8 == 0 and h * w <= 40 * 200
+        covered[r:r + h, c:c + w] += 1
+    assert covered.min() >= 1
