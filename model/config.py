@@ -46,6 +46,9 @@ class LossConfig:
     dice: float = 0.1
     recall: float = 0.1
     pos_weight: float = 4.0
+    #: Per-species positive weight (mean frequency / species frequency) ** species_balance on train cells:
+    #: 0 weighs every species' positives alike; 0.5 lifts rare species (mean Dice is a macro average).
+    species_balance: float = 0.0
 
 
 @dataclass(frozen=True)

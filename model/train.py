@@ -17,7 +17,7 @@ from tqdm import tqdm
 from model.channels import cooccurrence_matrix
 from model.config import ExperimentConfig
 from model.cube_data import CubeArrays, load_cube
-from model.losses import masked_loss
+from model.losses import masked_loss, species_weights
 from model.masking import MaskGenerator
 from model.networks import M3Network, build_network
 from model.patches import PatchSampler
@@ -116,6 +116,12 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         log_path.unlink()
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(cfg.masking, len(exp.cube.species)),
                            cfg.data.patch_cells)
+    weight = None
+    if cfg.loss.species_balance:
+        cells = (exp.split.cell_split == TRAIN) & exp.cube.coverage
+        w = species_weights(exp.cube.labels, cells, cfg.loss.species_balance)
+        log.info("species positive weights: %s", dict(zip(exp.cube.species, np.round(w, 2).tolist(), strict=True)))
+        weight = torch.from_numpy(w).to(device)
     new_log = not log_path.exists()
     with log_path.open("a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
@@ -131,7 +137,7 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
                 group["lr"] = lr
             batch = sampler.batch(rng, spec.batch_size)
             x, y, mask = (torch.from_numpy(a).to(device) for a in (batch.x, batch.y, batch.loss_mask))
-            loss, parts = masked_loss(net(x), y, mask, cfg.loss)
+            loss, parts = masked_loss(net(x), y, mask, cfg.loss, weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
