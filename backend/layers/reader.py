@@ -23,7 +23,7 @@ _local = threading.local()
 
 
 def _thread_handles() -> OrderedDict[str, DatasetReader]:
-    """This thread's open datasets, least recently used first."""
+    """The open datasets of the calling thread, least recently used first."""
     handles = getattr(_local, "handles", None)
     if handles is None:
         handles = _local.handles = OrderedDict()

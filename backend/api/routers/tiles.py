@@ -14,6 +14,7 @@ from titiler.core.factory import TilerFactory
 from backend.api.errors import BadQuery
 from backend.api.serving import get_serving
 from backend.layers.cog import LAYER_KINDS
+from backend.layers.reader import LayerReader
 
 LAYER_ID_HELP = "A layer id from GET /api/layers, e.g. gold.prospectivity (or a temporary infer-... id)"
 COLORMAPS = sorted(cmap.list())
@@ -59,6 +60,7 @@ class LayerRenderingParams(ImageRenderingParams):
 def build_tiles_router() -> APIRouter:
     """The TiTiler endpoints under ``/tiles/{layer_id}`` (tiles, TileJSON, info, statistics, point)."""
     factory = TilerFactory(
+        reader=LayerReader,
         router=APIRouter(dependencies=[Depends(refuse_url)]),
         router_prefix="/tiles/{layer_id}",
         path_dependency=layer_path,
