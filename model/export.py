@@ -71,7 +71,8 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
             "inside_graph": True,
             "per_channel_scale": stem.scale.flatten().tolist(), "per_channel_shift": stem.shift.flatten().tolist(),
             "nan_to": 0.0,
-            "order": "x * scale + shift, then NaN -> 0; covariates are fed as stored in covariates.tif "
+            "order": "x * scale + shift (skipped when the identity), then NaN -> 0 in the cov: and valid: "
+                     "channels (visible: and hidden: channels are 0/1); covariates are fed as stored in covariates.tif "
                      "(already normalised with the cube's stored mean/std); derived channels (neighbourhood "
                      "density of visible layers, co-occurrence prior) are computed inside the graph",
             "blur_radius": int(stem.radius),

@@ -70,17 +70,27 @@ class InputStem(nn.Module):
         area = float((2 * radius + 1) ** 2)
         return cls._box_sum(values * known, radius) / (cls._box_sum(known, radius) + 1e-3 * area)
 
+    def _identity_affine(self) -> bool:
+        """Whether the per-channel normalisation is x * 1 + 0 (the cube stores covariates normalised)."""
+        return bool(torch.all(self.scale == 1) and torch.all(self.shift == 0))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C_in, H, W) raw inputs to (N, out_channels, H, W) features."""
-        x = x * self.scale + self.shift
-        x = torch.where(torch.isnan(x), torch.zeros_like(x), x)
+        """(N, C_in, H, W) raw inputs to (N, out_channels, H, W) features.
+
+        Covariate and validity channels may hold NaN (no data), which becomes 0; the presence and hidden
+        channels are 0/1 by contract.
+        """
         s, r = self.n_species, self.radius
-        visible, hidden = x[:, :s], x[:, s:2 * s]
+        if not self._identity_affine():  # traced once: an identity normalisation adds no ops to the graph
+            x = x * self.scale + self.shift
+        species, cov = x[:, :2 * s], x[:, 2 * s:]
+        cov = torch.where(torch.isnan(cov), torch.zeros((), dtype=cov.dtype, device=cov.device), cov)
+        visible, hidden = species[:, :s], species[:, s:]
         known = 1.0 - hidden
         prior = F.conv2d(visible, self.cooccurrence)
         any_visible = visible.amax(dim=1, keepdim=True)
         any_known = known.amax(dim=1, keepdim=True)
-        parts = [x, self._density(visible, known, r), prior, self._density(prior, any_known, r)]
+        parts = [species, cov, self._density(visible, known, r), prior, self._density(prior, any_known, r)]
         if self.context_radius > 0:
             parts.append(self._density(visible, known, self.context_radius))
         parts += [any_visible, self._density(any_visible, any_known, r)]
