@@ -66,8 +66,8 @@ class Settings(BaseSettings):
         description="Execution providers in order of preference; those not installed are skipped.",
     )
     window_size: int = Field(default=1024, ge=16, description="Side in cells of the sliding inference window.")
-    window_overlap: int = Field(default=32, ge=0, description="Cells shared by neighbouring windows (blended).")
-    window_band_rows: int = Field(default=256, ge=16, description=(
+    window_overlap: int = Field(default=24, ge=0, description="Cells shared by neighbouring windows (blended).")
+    window_band_rows: int = Field(default=192, ge=16, description=(
         "Rows of the bands a whole-map pass is cut into; only windows over CONUS cells are evaluated."))
     window_batch: int = Field(default=1, ge=1, description="Windows per onnxruntime call (memory grows with it).")
     ensemble_masks: int = Field(default=3, ge=1, description="E: mask patterns of the ensemble (poster: 3).")

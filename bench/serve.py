@@ -81,8 +81,11 @@ def tile_urls(per_zoom: int, seed: int = 0) -> dict[int, list[str]]:
     return out
 
 
-def run_pass(base: str, paths: list[str], clients: int = 4) -> list[float]:
-    """GET every path with ``clients`` concurrent keep-alive clients; latencies in ms of the 200s."""
+def run_pass(base: str, paths: list[str], clients: int = 4, hits: list[bool] | None = None) -> list[float]:
+    """GET every path with ``clients`` concurrent keep-alive clients; latencies in ms of the 200s.
+
+    ``hits`` collects, per 200, whether the tile came from the server's cache (``x-tile-cache: hit``).
+    """
     chunks = [paths[i::clients] for i in range(clients)]
 
     def worker(chunk: list[str]) -> list[float]:
@@ -94,6 +97,8 @@ def run_pass(base: str, paths: list[str], clients: int = 4) -> list[float]:
                 dt = (time.perf_counter() - t0) * 1000
                 if r.status_code == 200:
                     out.append(dt)
+                    if hits is not None:
+                        hits.append(r.headers.get("x-tile-cache") == "hit")
                 elif r.status_code >= 500:
                     raise RuntimeError(f"{p}: {r.status_code} {r.text[:200]}")
         return out
@@ -129,6 +134,8 @@ def main() -> None:
     parser.add_argument("--tiles-per-zoom", type=int, default=24)
     parser.add_argument("--infill-runs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="uvicorn workers of both tile servers (2, as docker-compose.yml deploys the API)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     import sqlalchemy as sa
@@ -202,9 +209,10 @@ def main() -> None:
     env = settings_environment(settings)
     env["M3_ORT_INTRA_THREADS"] = "1"
     ours = start([sys.executable, "-m", "uvicorn", "backend.api.app:create_app", "--factory", "--port",
-                  str(ours_port), "--log-level", "warning"], env, work / "ours.log")
+                  str(ours_port), "--log-level", "warning", "--workers", str(args.workers)], env, work / "ours.log")
     plain = start([sys.executable, "-m", "uvicorn", "plain_titiler:app", "--app-dir", str(ROOT / "bench"),
-                   "--port", str(plain_port), "--log-level", "warning"], {}, work / "plain.log")
+                   "--port", str(plain_port), "--log-level", "warning", "--workers", str(args.workers)], {},
+                  work / "plain.log")
     try:
         ours_base, plain_base = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{plain_port}"
         wait_up(ours_base + "/healthz")
@@ -221,11 +229,17 @@ def main() -> None:
                              for t in warm[z]])
         plain_lat = run_pass(plain_base, all_plain)
         ours_uncached = run_pass(ours_base, all_ours)
-        ours_cached = run_pass(ours_base, all_ours)
+        # every worker process has its own cache: repeat until a whole pass is answered from the caches
+        for _ in range(6):
+            hits: list[bool] = []
+            ours_cached = run_pass(ours_base, all_ours, hits=hits)
+            if all(hits):
+                break
         p50u, p50p = percentile(ours_uncached, 50), percentile(plain_lat, 50)
-        rows.append((f"tiles z4-9 uncached, 4 clients ({len(ours_uncached)} tiles with data)",
+        rows.append((f"tiles z4-9 uncached, 4 clients, {args.workers} uvicorn workers "
+                     f"({len(ours_uncached)} tiles with data)",
                      f"p50 {p50u:.1f} ms, p95 {percentile(ours_uncached, 95):.1f} ms", "p50 <= 15 ms"))
-        rows.append(("tiles z4-9 cached (second pass)",
+        rows.append((f"tiles z4-9 cached ({sum(hits)} of {len(hits)} answered from the cache)",
                      f"p50 {percentile(ours_cached, 50):.2f} ms, p95 {percentile(ours_cached, 95):.2f} ms",
                      "p50 <= 2 ms"))
         rows.append(("plain TiTiler (?url=) on the same COG, uncached",
