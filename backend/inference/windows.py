@@ -141,15 +141,22 @@ def sliding_predict(
         wt_full = weights.get(shape)
         if wt_full is None:
             wt_full = weights[shape] = blend_weights(shape[0], shape[1], overlap)
-        x = np.zeros((len(group), channels, *shape), dtype=np.float32)
-        for i, (r, c, _, _) in enumerate(group):
-            patch = inputs[:, r:r + shape[0], c:c + shape[1]]
-            x[i, :, :patch.shape[1], :patch.shape[2]] = patch
+        inside = all(r + shape[0] <= height and c + shape[1] <= width for r, c, _, _ in group)
+        if len(group) == 1 and inside:  # one copy of the window, no zero padding to write first
+            r, c = group[0][:2]
+            x = np.ascontiguousarray(inputs[None, :, r:r + shape[0], c:c + shape[1]], dtype=np.float32)
+        else:
+            x = np.zeros((len(group), channels, *shape), dtype=np.float32)
+            for i, (r, c, _, _) in enumerate(group):
+                patch = inputs[:, r:r + shape[0], c:c + shape[1]]
+                x[i, :, :patch.shape[1], :patch.shape[2]] = patch
         y = predict(x)
         for i, (r, c, _, _) in enumerate(group):
             h, w = min(shape[0], height - r), min(shape[1], width - c)
             wt = wt_full[:h, :w]
-            total[:, r:r + h, c:c + w] += y[i, :, :h, :w] * wt
+            part = y[i, :, :h, :w]
+            np.multiply(part, wt, out=part)
+            total[:, r:r + h, c:c + w] += part
             norm[r:r + h, c:c + w] += wt
     with np.errstate(invalid="ignore", divide="ignore"):
-        return total / norm
+        return np.divide(total, norm, out=total)
