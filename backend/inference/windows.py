@@ -95,7 +95,7 @@ def plan_needed(shape: tuple[int, int], needed: np.ndarray, band_rows: int, max_
         band = needed[r:r + rows].any(axis=0)
         if not band.any():
             continue
-        wide = np.convolve(band.astype(np.int32), kernel, mode="same") > 0 if overlap else band
+        wide = np.asarray(np.convolve(band.astype(np.int32), kernel, mode="same") > 0, dtype=bool)
         for c0, c1 in _runs(wide):
             cols = min(round_up(c1 - c0, multiple), max_cols, round_up(width, multiple))
             for c in _starts(c1 - c0, cols, overlap):
