@@ -37,10 +37,14 @@ class Experiment:
     split: BlockSplit
 
     @property
+    def train_cells(self) -> np.ndarray:
+        """(H, W) bool: the covered cells of train blocks."""
+        return (self.split.cell_split == TRAIN) & self.cube.coverage
+
+    @property
     def cooccurrence(self) -> np.ndarray:
         """P(s | j) over covered train cells (the prior baked into every network's stem)."""
-        cells = (self.split.cell_split == TRAIN) & self.cube.coverage
-        return cooccurrence_matrix(self.cube.labels, cells)
+        return cooccurrence_matrix(self.cube.labels, self.train_cells)
 
 
 def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeArrays | None = None) -> Experiment:
@@ -118,8 +122,7 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
                            cfg.data.patch_cells)
     weight = None
     if cfg.loss.species_balance:
-        cells = (exp.split.cell_split == TRAIN) & exp.cube.coverage
-        w = species_weights(exp.cube.labels, cells, cfg.loss.species_balance)
+        w = species_weights(exp.cube.labels, exp.train_cells, cfg.loss.species_balance)
         log.info("species positive weights: %s", dict(zip(exp.cube.species, np.round(w, 2).tolist(), strict=True)))
         weight = torch.from_numpy(w).to(device)
     new_log = not log_path.exists()

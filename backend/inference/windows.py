@@ -82,8 +82,8 @@ def plan_needed(shape: tuple[int, int], needed: np.ndarray, band_rows: int, max_
 
     The raster is cut into overlapping bands of ``band_rows`` rows; in each band, every run of columns
     holding a needed cell (widened by ``overlap`` on both sides, nearby runs merged) becomes one window,
-    split further when it would exceed ``max_cells``. Over CONUS this evaluates about a quarter fewer
-    cells than square windows over the whole grid, which spend most of their corners on sea and Canada.
+    split further when it would exceed ``max_cells``. Over CONUS this evaluates about 30% fewer cells
+    than square windows over the whole grid, which spend their corners on sea, Canada and Mexico.
     """
     height, width = shape
     rows = min(round_up(max(band_rows, multiple), multiple), round_up(height, multiple))
@@ -141,9 +141,8 @@ def sliding_predict(
         wt_full = weights.get(shape)
         if wt_full is None:
             wt_full = weights[shape] = blend_weights(shape[0], shape[1], overlap)
-        inside = all(r + shape[0] <= height and c + shape[1] <= width for r, c, _, _ in group)
-        if len(group) == 1 and inside:  # one copy of the window, no zero padding to write first
-            r, c = group[0][:2]
+        r, c = group[0][:2]
+        if len(group) == 1 and r + shape[0] <= height and c + shape[1] <= width:  # one copy, no zero fill first
             x = np.ascontiguousarray(inputs[None, :, r:r + shape[0], c:c + shape[1]], dtype=np.float32)
         else:
             x = np.zeros((len(group), channels, *shape), dtype=np.float32)

@@ -46,7 +46,7 @@ def open_cached(path: str) -> DatasetReader:
 
 
 def close_thread_handles() -> None:
-    """Close this thread's open layer files (tests, shutdown)."""
+    """Close the calling thread's open layer files (used by the tests)."""
     handles = _thread_handles()
     while handles:
         handles.popitem()[1].close()
