@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,31 +112,40 @@ class CubeSource:
                         card.name, card.cube_sha256[:12], self.sha256[:12])
 
 
-def assemble_inputs(card: ModelCard, cube: CubeArrays, hidden: np.ndarray) -> np.ndarray:
+def assemble_inputs(card: ModelCard, cube: CubeArrays, hidden: np.ndarray, out: np.ndarray | None = None,
+                    pool: Executor | None = None) -> np.ndarray:
     """The model input [C, h, w] for cube arrays and a hide mask ``hidden`` [S_model, h, w] (bool).
 
     ``visible:<sp>`` is the presence with hidden cells zeroed, ``hidden:<sp>`` the mask itself,
-    ``cov:`` and ``valid:`` the raw cube bands (the graph normalises and handles NaN).
+    ``cov:`` and ``valid:`` the raw cube bands (the graph normalises and handles NaN). With ``out``
+    (float32 [C, h, w], possibly a view into a larger padded buffer) the input is written there.
     """
     h, w = cube.shape
-    x = np.empty((len(card.channels), h, w), dtype=np.float32)
+    x = np.empty((len(card.channels), h, w), dtype=np.float32) if out is None else out
+    if x.shape != (len(card.channels), h, w):
+        raise ValueError(f"input buffer has shape {x.shape}, expected {(len(card.channels), h, w)}")
     for k, ch in enumerate(card.channels):
         if ch.kind == "cov":
             x[k] = cube.covariates[ch.name]
         elif ch.kind == "valid":
             band = cube.valid.get(ch.name)
             x[k] = band if band is not None else cube.valid[f"{ch.name}_valid"]
-    fill_species_channels(card, cube, hidden, x)
+    fill_species_channels(card, cube, hidden, x, pool)
     return x
 
 
-def fill_species_channels(card: ModelCard, cube: CubeArrays, hidden: np.ndarray, x: np.ndarray) -> None:
-    """Overwrite the visible and hidden channels of an input ``x`` for a new hide mask (in place)."""
+def fill_species_channels(card: ModelCard, cube: CubeArrays, hidden: np.ndarray, x: np.ndarray,
+                          pool: Executor | None = None) -> None:
+    """Overwrite the visible and hidden channels of an input ``x`` for a new hide mask (in place).
+
+    With a thread ``pool`` the channels are written in parallel (numpy releases the GIL): on a GPU the
+    whole-map pass is otherwise bound by this single-threaded copy.
+    """
     index = {s: i for i, s in enumerate(card.species)}
     cube_index = {s: i for i, s in enumerate(cube.species)}
-    for k, ch in enumerate(card.channels):
-        if ch.kind not in ("visible", "hidden"):
-            continue
+
+    def fill(k: int) -> None:
+        ch = card.channels[k]
         i = index.get(ch.name)
         if ch.kind == "hidden":
             x[k] = hidden[i] if i is not None else 0
@@ -143,3 +153,11 @@ def fill_species_channels(card: ModelCard, cube: CubeArrays, hidden: np.ndarray,
             x[k] = cube.labels[cube_index[ch.name]]
         else:
             np.multiply(cube.labels[cube_index[ch.name]], ~hidden[i], out=x[k], casting="unsafe")
+
+    todo = [k for k, ch in enumerate(card.channels) if ch.kind in ("visible", "hidden")]
+    if pool is None:
+        for k in todo:
+            fill(k)
+    else:
+        for _ in pool.map(fill, todo):
+            pass

@@ -15,6 +15,10 @@ from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: onnxruntime providers that run on an accelerator.
+GPU_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+                           "MIGraphXExecutionProvider", "DmlExecutionProvider"})
+
 
 class InferenceEngine:
     """An onnxruntime session for one exported model, with the card that describes it."""
@@ -40,6 +44,11 @@ class InferenceEngine:
         if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != len(card.channels):
             raise ValueError(f"model.onnx takes {shape[1]} channels, model.json lists {len(card.channels)}")
         log.info("model %s on %s (available: %s)", card.name, self.provider, ", ".join(available))
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the session runs on an accelerator (CUDA, TensorRT, ROCm...), not the CPU."""
+        return self.provider in GPU_PROVIDERS
 
     @classmethod
     def from_settings(cls, settings: Settings, model_dir: Path | None = None) -> InferenceEngine:

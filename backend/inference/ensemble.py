@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,11 +98,13 @@ def run_ensemble(
     fraction: float = 0.5,
     base_seed: int = 0,
     progress: Progress | None = None,
+    threads: int | None = None,
 ) -> EnsembleResult:
     """Evaluate E x S masks and reduce them; cells no mask hid get one more evaluation hiding everything.
 
     Running sums in float32 (probabilities lie in 0..1, so the variance is well conditioned), updated
-    with dense in-place arithmetic per hidden species: a few [S, H, W] arrays of memory.
+    with dense in-place arithmetic per hidden species: a few [S, H, W] arrays of memory. Each
+    evaluation's sums are added by a thread pool in row blocks while the next evaluation runs.
     """
     n_sp = len(species)
     plan = ensemble_masks(n_masks, n_seeds, n_sp, shape, region_cells, fraction, base_seed)
@@ -109,41 +113,62 @@ def run_ensemble(
     acc2 = np.zeros((n_sp, *shape), dtype=np.float32)
     count = np.zeros((n_sp, *shape), dtype=np.uint16)
     scratch = np.empty(shape, dtype=np.float32)
+    workers = threads or min(8, os.cpu_count() or 1)
+    step = max(1, -(-shape[0] // workers))
+    blocks = [(r, min(r + step, shape[0])) for r in range(0, shape[0], step)]
 
-    def accumulate(mask: SpeciesMask, prob: np.ndarray) -> None:
-        """Add one evaluation to the sums of the species and cells it hid."""
+    def accumulate_rows(mask: SpeciesMask, prob: np.ndarray, r0: int, r1: int) -> None:
+        """Add one evaluation to the sums of the species and cells it hid, rows r0..r1."""
+        sc = scratch[r0:r1]
+        region = None if mask.region is None else mask.region[r0:r1]
         for s in np.flatnonzero(mask.species):
-            p = prob[s]
-            if mask.region is None:
-                acc[s] += p
-                np.multiply(p, p, out=scratch)
-                acc2[s] += scratch
-                count[s] += 1
+            p = prob[s, r0:r1]
+            if region is None:
+                acc[s, r0:r1] += p
+                np.multiply(p, p, out=sc)
+                acc2[s, r0:r1] += sc
+                count[s, r0:r1] += 1
             else:
-                np.multiply(p, mask.region, out=scratch)
-                acc[s] += scratch
-                np.multiply(scratch, p, out=scratch)
-                acc2[s] += scratch
-                count[s] += mask.region
+                np.multiply(p, region, out=sc)
+                acc[s, r0:r1] += sc
+                np.multiply(sc, p, out=sc)
+                acc2[s, r0:r1] += sc
+                count[s, r0:r1] += region
 
-    for i, (pattern, seed) in enumerate(plan):
-        mask = draw_mask(pattern, seed, n_sp, shape, region_cells, fraction)
-        accumulate(mask, evaluate(mask.dense(shape)))
-        if progress:
-            progress(i + 1, total)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="m3-sums") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="m3-sums-driver") as driver:
+
+        def accumulate(mask: SpeciesMask, prob: np.ndarray) -> None:
+            for f in [pool.submit(accumulate_rows, mask, prob, r0, r1) for r0, r1 in blocks]:
+                f.result()
+
+        pending: Future[None] | None = None
+        for i, (pattern, seed) in enumerate(plan):
+            mask = draw_mask(pattern, seed, n_sp, shape, region_cells, fraction)
+            prob = evaluate(mask.dense(shape))
+            if pending is not None:
+                pending.result()
+            pending = driver.submit(accumulate, mask, prob)
+            if progress:
+                progress(i + 1, total)
+        if pending is not None:
+            pending.result()
     never = count == 0
     evaluations = total
     if never.any():
         log.info("%d cell-species never hidden by the %d masks; one more evaluation hides everything",
                  int(never.sum()), total)
         prob = evaluate(np.ones((n_sp, *shape), dtype=bool))
-        acc[never] = prob[never]
-        acc2[never] = prob[never] ** 2
+        np.copyto(acc, prob, where=never)
+        np.copyto(acc2, prob * prob, where=never)
         count[never] = 1
         evaluations += 1
     n = count.astype(np.float32)
-    mean = acc / n
-    std = np.sqrt(np.maximum(acc2 / n - mean * mean, 0)).astype(np.float32)
+    mean = np.divide(acc, n, out=acc)              # in place: these arrays are [S, H, W] each
+    var = np.divide(acc2, n, out=acc2)
+    np.multiply(mean, mean, out=n)
+    np.subtract(var, n, out=var)
+    std = np.sqrt(np.maximum(var, 0, out=var), out=var)
     return EnsembleResult(species=species, mean=mean, std=std, count=count, evaluations=evaluations)
 
 

@@ -70,17 +70,20 @@ def run_infill(model: InferenceEngine, cube: CubeSource, request: InfillRequest,
     arrays = cube.read(padded)
     shape = arrays.shape
     base = user_mask(species, request, shape, ctx)
-    evaluate = MapEvaluator(model, arrays, window_size, overlap)
+    evaluate = MapEvaluator(model, arrays, window_size, overlap, threads=2)
     total = np.zeros((len(species), *shape), dtype=np.float64)
     total2 = np.zeros_like(total)
-    for i in range(request.ensemble):
-        hidden = base.copy()
-        if i > 0:
-            pattern = MASK_PATTERNS[(i - 1) % len(MASK_PATTERNS)]
-            hidden |= draw_mask(pattern, (request.seed, i), len(species), shape, 24, 0.5).dense(shape)
-        prob = evaluate(hidden)
-        total += prob
-        total2 += prob.astype(np.float64) ** 2
+    try:
+        for i in range(request.ensemble):
+            hidden = base.copy()
+            if i > 0:
+                pattern = MASK_PATTERNS[(i - 1) % len(MASK_PATTERNS)]
+                hidden |= draw_mask(pattern, (request.seed, i), len(species), shape, 24, 0.5).dense(shape)
+            prob = evaluate(hidden)
+            total += prob
+            total2 += prob.astype(np.float64) ** 2
+    finally:
+        evaluate.close()
     n = request.ensemble
     mean = total / n
     std = np.sqrt(np.maximum(total2 / n - mean * mean, 0))

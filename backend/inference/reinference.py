@@ -72,7 +72,8 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         report(0.01, "reading the cube")
         arrays = cube.read()
         evaluate = MapEvaluator(model, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
-                                needed=arrays.conus, band_rows=settings.window_band_rows)
+                                needed=arrays.conus, band_rows=settings.window_band_rows,
+                                whole=settings.gpu_whole_map and model.on_gpu)
         t0 = time.perf_counter()
         result = run_ensemble(
             evaluate, card.species, arrays.shape, settings.ensemble_masks, settings.ensemble_seeds,
@@ -80,6 +81,7 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
             progress=lambda d, t: report(0.05 + 0.75 * d / t, f"evaluation {d} of {t}"),
         )
         seconds = time.perf_counter() - t0
+        evaluate.close()
         log.info("ensemble of %d evaluations on %s in %.1f s", result.evaluations, model.provider, seconds)
         staging.mkdir(parents=True)
         infos = _write_layers(staging, cube, arrays.labels, arrays.coverage, arrays.conus, result, report)

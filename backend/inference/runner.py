@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from backend.inference.cube_inputs import CubeArrays, assemble_inputs, fill_species_channels
 from backend.inference.engine import InferenceEngine
-from backend.inference.windows import sliding_predict
+from backend.inference.windows import round_up, sliding_predict
 
 
 class MapEvaluator:
-    """Callable: hide mask [S, H, W] -> probabilities [S, H, W] over the arrays, in sliding windows.
+    """Callable: hide mask [S, H, W] -> probabilities [S, H, W] over the arrays.
 
-    With ``needed`` [H, W] only windows over needed cells run; cells no window reached are NaN.
+    Two ways to evaluate:
+
+    - sliding windows (the CPU default): with ``needed`` [H, W] only windows over needed cells run and
+      cells no window reached are NaN;
+    - ``whole=True``: the whole grid in one model call, into an input buffer padded to the model's
+      multiple and kept between calls (on a GPU, where memory allows: no seams, no window copies;
+      ``needed`` is not used and every cell gets a value).
+
+    The covariate channels are assembled once; each call rewrites only the species channels, with a
+    small thread pool.
     """
 
     def __init__(self, engine: InferenceEngine, arrays: CubeArrays, window: int = 512, overlap: int = 64,
-                 batch: int = 4, needed: np.ndarray | None = None, band_rows: int = 256) -> None:
+                 batch: int = 4, needed: np.ndarray | None = None, band_rows: int = 256,
+                 whole: bool = False, threads: int | None = None) -> None:
         self.engine = engine
         self.needed = needed
         self.band_rows = band_rows
@@ -24,18 +37,35 @@ class MapEvaluator:
         self.window = window
         self.overlap = overlap
         self.batch = batch
-        self._inputs: np.ndarray | None = None
+        self.whole = whole
+        self.pool = ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1),
+                                       thread_name_prefix="m3-inputs")
+        self._inputs: np.ndarray | None = None   # [C, H, W], a view into _padded when whole
+        self._padded: np.ndarray | None = None   # [1, C, Hp, Wp] for whole-map calls
+
+    def _allocate(self, hidden: np.ndarray) -> np.ndarray:
+        card = self.engine.card
+        h, w = self.arrays.shape
+        if self.whole:
+            hp, wp = round_up(h, card.multiple), round_up(w, card.multiple)
+            self._padded = np.zeros((1, len(card.channels), hp, wp), dtype=np.float32)
+            return assemble_inputs(card, self.arrays, hidden, out=self._padded[0, :, :h, :w], pool=self.pool)
+        return assemble_inputs(card, self.arrays, hidden, pool=self.pool)
 
     def __call__(self, hidden: np.ndarray) -> np.ndarray:
-        """Probabilities of every species of the model for one hide mask.
-
-        The covariate channels are assembled once; later calls rewrite only the species channels.
-        """
+        """Probabilities of every species of the model for one hide mask."""
         card = self.engine.card
         if self._inputs is None:
-            self._inputs = assemble_inputs(card, self.arrays, hidden)
+            self._inputs = self._allocate(hidden)
         else:
-            fill_species_channels(card, self.arrays, hidden, self._inputs)
-        x = self._inputs
-        return sliding_predict(self.engine.predict, x, len(card.species), self.window, self.overlap,
+            fill_species_channels(card, self.arrays, hidden, self._inputs, self.pool)
+        if self._padded is not None:
+            h, w = self.arrays.shape
+            return self.engine.predict(self._padded)[0, :, :h, :w]
+        return sliding_predict(self.engine.predict, self._inputs, len(card.species), self.window, self.overlap,
                                card.multiple, self.batch, self.needed, self.band_rows)
+
+    def close(self) -> None:
+        """Stop the input threads and drop the buffers."""
+        self.pool.shutdown(wait=False)
+        self._inputs = self._padded = None

@@ -1,0 +1,131 @@
+"""The whole-map (CONUS) ensemble alone: single-evaluation time and E x S ensemble time, no database.
+
+Usage: .venv/bin/python bench/ensemble.py [--model runs/demo] [--cube cube] [--masks 3] [--seeds 50]
+       [--single-runs 5] [--providers CUDAExecutionProvider,CPUExecutionProvider] [--sliding]
+
+What ``m3 infer`` does before it writes layers, timed: the cube is read, the onnxruntime engine opened
+with the first available provider, and ``run_ensemble`` evaluates E x S masks through ``MapEvaluator``
+(on a GPU, one whole-grid model call per evaluation unless ``--sliding``; on the CPU, sliding windows
+over CONUS, as the settings choose). Reports the median single-evaluation time and the ensemble's time
+(the reduction to mean and std included), prints a Markdown table and writes bench/results/ensemble.json.
+This is the benchmark for the "150 evaluations on one H100" target; bench/serve.py runs the full
+pipeline with the database on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def gpu_name() -> str | None:
+    """The GPU's name from nvidia-smi, if there is one."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "runs" / "demo")
+    parser.add_argument("--cube", type=Path, default=ROOT / "cube")
+    parser.add_argument("--masks", type=int, default=3, help="E, mask patterns")
+    parser.add_argument("--seeds", type=int, default=50, help="S, seeds per pattern (E x S = 150 by default)")
+    parser.add_argument("--single-runs", type=int, default=5, help="timed single evaluations (after a warm-up)")
+    parser.add_argument("--providers", default="CUDAExecutionProvider,CPUExecutionProvider")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all)")
+    parser.add_argument("--sliding", action="store_true", help="sliding windows even on a GPU")
+    parser.add_argument("--require-gpu", action="store_true",
+                        help="stop at once if onnxruntime fell back to the CPU (150 CPU evaluations take hours)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    import numpy as np
+
+    from backend.inference.contract import load_model_card
+    from backend.inference.cube_inputs import CubeSource
+    from backend.inference.engine import InferenceEngine
+    from backend.inference.ensemble import draw_mask, run_ensemble
+    from backend.inference.runner import MapEvaluator
+    from backend.settings import Settings
+
+    settings = Settings(development=True)
+    engine = InferenceEngine(load_model_card(args.model), args.providers.split(","), args.threads, 1)
+    if args.require_gpu and not engine.on_gpu:
+        raise SystemExit(f"--require-gpu: onnxruntime runs on {engine.provider}")
+    cube = CubeSource.open(args.cube)
+    cube.check_model(engine.card)
+    t0 = time.perf_counter()
+    arrays = cube.read()
+    read_s = time.perf_counter() - t0
+    whole = settings.gpu_whole_map and engine.on_gpu and not args.sliding
+    evaluate = MapEvaluator(engine, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
+                            needed=arrays.conus, band_rows=settings.window_band_rows, whole=whole)
+    n_sp = len(engine.card.species)
+    mask = draw_mask("species_in_regions", (0, 0, 0), n_sp, arrays.shape, 96, 0.5).dense(arrays.shape)
+    single = []
+    for _ in range(args.single_runs + 1):
+        t0 = time.perf_counter()
+        prob = evaluate(mask)
+        single.append(time.perf_counter() - t0)
+    conus_prob = prob[:, arrays.conus]
+    assert np.isfinite(conus_prob).all() and conus_prob.min() >= 0 and conus_prob.max() <= 1
+
+    done = []
+
+    def progress(d: int, total: int) -> None:
+        done.append(time.perf_counter())
+        if d % 25 == 0 or d == total:
+            logging.info("evaluation %d of %d", d, total)
+
+    t0 = time.perf_counter()
+    result = run_ensemble(evaluate, engine.card.species, arrays.shape, args.masks, args.seeds,
+                          settings.ensemble_region_cells, settings.ensemble_hidden_fraction, settings.ensemble_seed,
+                          progress=progress)
+    ensemble_s = time.perf_counter() - t0
+    evaluate.close()
+    mean_conus = result.mean[:, arrays.conus]
+    assert np.isfinite(mean_conus).all()
+
+    gpu = gpu_name()
+    runs = single[1:]
+    out = {
+        "machine": gpu or (platform.processor() or platform.machine()),
+        "cpu_count": os.cpu_count(), "provider": engine.provider, "whole_grid_pass": whole,
+        "grid": list(arrays.shape), "species": n_sp, "model": engine.card.name,
+        "cube_read_s": round(read_s, 2),
+        "single_eval_s": {"median": statistics.median(runs), "min": min(runs), "max": max(runs),
+                          "first_cold": single[0]},
+        "ensemble": {"masks": args.masks, "seeds": args.seeds, "evaluations": result.evaluations,
+                     "seconds": ensemble_s, "per_eval_s": ensemble_s / result.evaluations},
+        "mean_prospectivity_conus": float(mean_conus.mean()),
+    }
+    path = ROOT / "bench" / "results" / "ensemble.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nmachine: {out['machine']}, {os.cpu_count()} CPUs; provider {engine.provider}; "
+          f"{'one whole-grid call' if whole else 'sliding windows over CONUS'} per evaluation")
+    print("| measure | result |")
+    print("|---|---|")
+    print(f"| CONUS single evaluation ({arrays.shape[0]} x {arrays.shape[1]} cells), median of {len(runs)} | "
+          f"{statistics.median(runs):.3f} s (min {min(runs):.3f}, max {max(runs):.3f}; first {single[0]:.2f} s) |")
+    print(f"| ensemble E x S = {args.masks} x {args.seeds} ({result.evaluations} evaluations) | "
+          f"{ensemble_s:.1f} s ({ensemble_s / result.evaluations:.3f} s/eval) |")
+
+
+if __name__ == "__main__":
+    main()

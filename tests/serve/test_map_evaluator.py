@@ -1,0 +1,72 @@
+"""MapEvaluator: the whole-grid pass (used on a GPU) agrees with sliding windows; the ensemble's threaded sums."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.inference.contract import load_model_card
+from backend.inference.cube_inputs import CubeSource
+from backend.inference.engine import InferenceEngine
+from backend.inference.ensemble import draw_mask, run_ensemble
+from backend.inference.runner import MapEvaluator
+
+from .synthetic import small_grid, write_synthetic_cube, write_tiny_model
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("evaluator")
+    grid = small_grid(rows=90, cols=125)  # not multiples of the model's 8: the whole pass pads
+    write_synthetic_cube(root / "cube", grid)
+    cube = CubeSource.open(root / "cube")
+    engine = InferenceEngine(load_model_card(write_tiny_model(root / "model", multiple=8)))
+    return engine, cube.read()
+
+
+def test_whole_grid_pass_matches_sliding_windows(setup) -> None:
+    engine, arrays = setup
+    sliding = MapEvaluator(engine, arrays, window=32, overlap=8, batch=2)
+    whole = MapEvaluator(engine, arrays, whole=True)
+    assert not engine.on_gpu
+    try:
+        for seed in range(3):
+            mask = draw_mask("species_in_regions", (seed,), 2, arrays.shape, 24, 0.5).dense(arrays.shape)
+            a, b = sliding(mask), whole(mask)
+            assert b.shape == a.shape == (2, *arrays.shape)
+            assert np.isfinite(b).all()
+            np.testing.assert_allclose(b, a, atol=1e-6)  # a 1x1 model: windows and one pass agree
+            # the hide mask reached the model: hidden cells differ from a pass that hides nothing
+            none = whole(np.zeros_like(mask))
+            hidden_present = mask & (arrays.labels[[0, 1]] > 0)
+            assert hidden_present.any()
+            assert (np.abs(none - b)[hidden_present] > 1e-3).all()
+            assert np.array_equal(none[~mask], b[~mask])
+    finally:
+        sliding.close()
+        whole.close()
+
+
+def test_ensemble_sums_do_not_depend_on_threads(setup) -> None:
+    engine, arrays = setup
+    evaluate = MapEvaluator(engine, arrays, whole=True)
+    try:
+        one = run_ensemble(evaluate, engine.card.species, arrays.shape, 3, 2, region_cells=24, threads=1)
+        many = run_ensemble(evaluate, engine.card.species, arrays.shape, 3, 2, region_cells=24, threads=5)
+    finally:
+        evaluate.close()
+    assert np.array_equal(one.count, many.count)
+    np.testing.assert_array_equal(one.mean, many.mean)
+    np.testing.assert_array_equal(one.std, many.std)
+    assert one.count.min() >= 1 and (one.std >= 0).all() and ((one.mean >= 0) & (one.mean <= 1)).all()
+
+
+def test_whole_pass_rejects_a_wrong_buffer(setup, tmp_path: Path) -> None:
+    from backend.inference.cube_inputs import assemble_inputs
+
+    engine, arrays = setup
+    with pytest.raises(ValueError, match="input buffer has shape"):
+        assemble_inputs(engine.card, arrays, np.zeros((2, *arrays.shape), dtype=bool),
+                        out=np.zeros((3, 5, 5), dtype=np.float32))
