@@ -19,9 +19,11 @@ import json
 import logging
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +51,9 @@ def main() -> None:
     parser.add_argument("--providers", default="CUDAExecutionProvider,CPUExecutionProvider")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all)")
     parser.add_argument("--sliding", action="store_true", help="sliding windows even on a GPU")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="also time the plain whole-grid pass, the GPU compute alone (inputs and output left "
+                             "on the device) and an onnxruntime profile of one evaluation, by operator type")
     parser.add_argument("--require-gpu", action="store_true",
                         help="stop at once if onnxruntime fell back to the CPU (150 CPU evaluations take hours)")
     args = parser.parse_args()
@@ -82,6 +87,7 @@ def main() -> None:
         t0 = time.perf_counter()
         prob = evaluate(mask)
         single.append(time.perf_counter() - t0)
+    diagnosis = diagnose(engine, arrays, mask, args.single_runs) if args.diagnose else None
     conus_prob = prob[:, arrays.conus]
     assert np.isfinite(conus_prob).all() and conus_prob.min() >= 0 and conus_prob.max() <= 1
 
@@ -113,6 +119,7 @@ def main() -> None:
         "ensemble": {"masks": args.masks, "seeds": args.seeds, "evaluations": result.evaluations,
                      "seconds": ensemble_s, "per_eval_s": ensemble_s / result.evaluations},
         "mean_prospectivity_conus": float(mean_conus.mean()),
+        "diagnosis": diagnosis,
     }
     path = ROOT / "bench" / "results" / "ensemble.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +132,73 @@ def main() -> None:
           f"{statistics.median(runs):.3f} s (min {min(runs):.3f}, max {max(runs):.3f}; first {single[0]:.2f} s) |")
     print(f"| ensemble E x S = {args.masks} x {args.seeds} ({result.evaluations} evaluations) | "
           f"{ensemble_s:.1f} s ({ensemble_s / result.evaluations:.3f} s/eval) |")
+
+    if diagnosis:
+        for key, value in diagnosis.items():
+            print(f"| {key} | {value} |")
+
+
+def median_time(fn, runs: int) -> float:
+    """Median wall time of ``runs`` calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def diagnose(engine, arrays, mask, runs: int) -> dict:
+    """Where a whole-grid evaluation's time goes (GPU): plain pass, compute alone, operator profile."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from backend.inference.device_map import _PREFIX, DeviceMapRunner
+    from backend.inference.runner import MapEvaluator
+
+    out: dict = {}
+    plain = MapEvaluator(engine, arrays, whole=True, resident=False)
+    out["plain whole-grid pass (650 MB in, 216 MB out per evaluation), median s"] = round(
+        median_time(lambda: plain(mask), runs), 4)
+    plain.close()
+    runner = DeviceMapRunner(engine, arrays)
+    out["device-resident pass (hide mask in, probabilities out), median s"] = round(
+        median_time(lambda: runner(mask), runs), 4)
+    # compute alone: the hide mask bound on the device too, the output left there
+    h, w = arrays.shape
+    hidden = np.zeros_like(runner._hidden)
+    hidden[0, :, :h, :w] = mask
+    binding = runner.session.io_binding()
+    binding.bind_ortvalue_input(_PREFIX + "labels", runner._labels)
+    binding.bind_ortvalue_input(_PREFIX + "rest", runner._rest)
+    binding.bind_ortvalue_input(_PREFIX + "hidden", ort.OrtValue.ortvalue_from_numpy(hidden, runner.device, 0))
+    binding.bind_output(engine.card.output_name, runner.device)
+    out["GPU compute alone (nothing copied), median s"] = round(
+        median_time(lambda: runner.session.run_with_iobinding(binding), runs), 4)
+    # operator profile of one evaluation
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    tmp = tempfile.mkdtemp(prefix="m3-ort-profile-")
+    opts.profile_file_prefix = str(Path(tmp) / "ort_profile")
+    from backend.inference.device_map import wrap_model
+
+    prof = ort.InferenceSession(wrap_model(engine.card.onnx_path.read_bytes(), engine.card), opts,
+                                providers=engine.session.get_providers())
+    feed = {_PREFIX + "hidden": hidden, _PREFIX + "labels": runner._labels.numpy(),
+            _PREFIX + "rest": runner._rest.numpy()}
+    prof.run(None, feed)
+    prof.run(None, feed)
+    events = json.loads(Path(prof.end_profiling()).read_text())
+    shutil.rmtree(tmp, ignore_errors=True)
+    by_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e.get("args", {}).get("op_name", "?")
+            by_op[op] = by_op.get(op, 0.0) + e.get("dur", 0) / 2e6  # two runs, microseconds -> s per run
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
+    out["operator time per evaluation (profile), s"] = ", ".join(f"{k} {v:.3f}" for k, v in top)
+    return out
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 #   2. bench/model_speed.py --config configs/paper.yaml --device cuda: training steps/s at the poster's
 #      setting and onnxruntime CUDA vs torch CUDA on 256x256 windows;
 #   3. the same for configs/demo.yaml.
+# ONLY_ENSEMBLE=1 stops after step 1.
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR}
 mkdir -p "$out"
@@ -27,9 +28,10 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 "$py" -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.get_available_providers())' | tee -a "$out/gpu.txt"
 export PYTHONUNBUFFERED=1
-"$py" bench/ensemble.py --masks 3 --seeds 50 --require-gpu 2>&1 | tee "$out/ensemble.log" \
+"$py" bench/ensemble.py --masks 3 --seeds 50 --require-gpu --diagnose 2>&1 | tee "$out/ensemble.log" \
   || "$py" bench/ensemble.py --masks 3 --seeds 50 --require-gpu --sliding 2>&1 | tee "$out/ensemble_sliding.log"
 cp bench/results/ensemble.json "$out/" 2>/dev/null
+[[ -n "${ONLY_ENSEMBLE:-}" ]] && exit 0
 "$py" bench/model_speed.py --config configs/paper.yaml --device cuda --steps 40 --batch 4 --repeats 20 --threads 8 \
   2>&1 | tee "$out/model_speed_paper.log"
 cp bench/results/model_speed_cuda.json "$out/model_speed_paper.json" 2>/dev/null

@@ -34,6 +34,7 @@ class InferenceEngine:
         options.inter_op_num_threads = inter_threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.card = card
+        self.options = options
         self.session = ort.InferenceSession(str(card.onnx_path), sess_options=options, providers=chosen)
         self.provider = self.session.get_providers()[0]
         self._lock = threading.Lock() if self.provider != "CPUExecutionProvider" else None

@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from backend.inference import device_map
 from backend.inference.cube_inputs import CubeArrays, assemble_inputs, fill_species_channels
+from backend.inference.device_map import DeviceMapRunner
 from backend.inference.engine import InferenceEngine
 from backend.inference.windows import round_up, sliding_predict
 
@@ -19,9 +21,11 @@ class MapEvaluator:
 
     - sliding windows (the CPU default): with ``needed`` [H, W] only windows over needed cells run and
       cells no window reached are NaN;
-    - ``whole=True``: the whole grid in one model call, into an input buffer padded to the model's
-      multiple and kept between calls (on a GPU, where memory allows: no seams, no window copies;
-      ``needed`` is not used and every cell gets a value).
+    - ``whole=True``: the whole grid in one model call (on a GPU, where memory allows: no seams, no
+      window copies; ``needed`` is not used and every cell gets a value). On a GPU the constant
+      inputs stay on the device and only the hide mask travels (:class:`DeviceMapRunner`, where the
+      model's channel order allows; ``resident`` forces it on or off); otherwise the input is
+      written into a buffer padded to the model's multiple and kept between calls.
 
     The covariate channels are assembled once; each call rewrites only the species channels, with a
     small thread pool.
@@ -29,7 +33,7 @@ class MapEvaluator:
 
     def __init__(self, engine: InferenceEngine, arrays: CubeArrays, window: int = 512, overlap: int = 64,
                  batch: int = 4, needed: np.ndarray | None = None, band_rows: int = 256,
-                 whole: bool = False, threads: int | None = None) -> None:
+                 whole: bool = False, threads: int | None = None, resident: bool | None = None) -> None:
         self.engine = engine
         self.needed = needed
         self.band_rows = band_rows
@@ -38,6 +42,9 @@ class MapEvaluator:
         self.overlap = overlap
         self.batch = batch
         self.whole = whole
+        self.resident: DeviceMapRunner | None = None
+        if whole and (engine.on_gpu if resident is None else resident) and device_map.supported(engine.card):
+            self.resident = DeviceMapRunner(engine, arrays)
         self.pool = ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1),
                                        thread_name_prefix="m3-inputs")
         self._inputs: np.ndarray | None = None   # [C, H, W], a view into _padded when whole
@@ -54,6 +61,8 @@ class MapEvaluator:
 
     def __call__(self, hidden: np.ndarray) -> np.ndarray:
         """Probabilities of every species of the model for one hide mask."""
+        if self.resident is not None:
+            return self.resident(hidden)
         card = self.engine.card
         if self._inputs is None:
             self._inputs = self._allocate(hidden)
@@ -69,3 +78,4 @@ class MapEvaluator:
         """Stop the input threads and drop the buffers."""
         self.pool.shutdown(wait=False)
         self._inputs = self._padded = None
+        self.resident = None

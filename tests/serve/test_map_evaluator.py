@@ -70,3 +70,32 @@ def test_whole_pass_rejects_a_wrong_buffer(setup, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="input buffer has shape"):
         assemble_inputs(engine.card, arrays, np.zeros((2, *arrays.shape), dtype=bool),
                         out=np.zeros((3, 5, 5), dtype=np.float32))
+
+
+def test_device_resident_pass_matches_the_plain_pass(setup) -> None:
+    """The wrapped graph (constant inputs bound once, only the hide mask fed) gives the same probabilities."""
+    from backend.inference import device_map
+
+    engine, arrays = setup
+    assert device_map.supported(engine.card)
+    plain = MapEvaluator(engine, arrays, whole=True, resident=False)
+    resident = MapEvaluator(engine, arrays, whole=True, resident=True)
+    assert plain.resident is None and resident.resident is not None
+    try:
+        for seed in range(3):
+            mask = draw_mask("species_in_regions", (seed,), 2, arrays.shape, 24, 0.5).dense(arrays.shape)
+            np.testing.assert_allclose(resident(mask), plain(mask), atol=1e-6)
+    finally:
+        plain.close()
+        resident.close()
+
+
+def test_device_resident_pass_needs_the_export_channel_order(setup) -> None:
+    import dataclasses
+
+    from backend.inference import device_map
+
+    engine, _ = setup
+    card = engine.card
+    shuffled = dataclasses.replace(card, channels=(card.channels[1], card.channels[0], *card.channels[2:]))
+    assert not device_map.supported(shuffled)
