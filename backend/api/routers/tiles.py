@@ -15,6 +15,7 @@ from backend.api.errors import BadQuery
 from backend.api.serving import get_serving
 from backend.layers.cog import LAYER_KINDS
 from backend.layers.reader import LayerReader
+from backend.layers.render import render_layer_image
 
 LAYER_ID_HELP = "A layer id from GET /api/layers, e.g. gold.prospectivity (or a temporary infer-... id)"
 COLORMAPS = sorted(cmap.list())
@@ -66,6 +67,7 @@ def build_tiles_router() -> APIRouter:
         path_dependency=layer_path,
         colormap_dependency=layer_colormap,
         render_dependency=LayerRenderingParams,
+        render_func=render_layer_image,
         add_viewer=False,
         add_part=False,
         add_preview=False,
