@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def train_speed(exp, arch: str, steps: int, device: str = "cpu") -> dict:
-    """Steps per second of one model's training loop on real patches, and the share spent sampling."""
+    """Steps per second of one model's training loop on real patches, and the share spent waiting for batches."""
     import torch
 
     from model.losses import masked_loss
@@ -43,24 +44,28 @@ def train_speed(exp, arch: str, steps: int, device: str = "cpu") -> dict:
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(exp.cfg.masking, len(exp.cube.species)),
                            exp.cfg.data.patch_cells)
     rng = np.random.default_rng(0)
-    sampling = 0.0
-    for i in range(steps + 2):
-        if i == 2:
-            if device != "cpu":
-                torch.cuda.synchronize()
-            start, sampling = time.perf_counter(), 0.0
-        t = time.perf_counter()
-        b = sampler.batch(rng, spec.batch_size)
-        sampling += time.perf_counter() - t
-        x, y, m = (torch.from_numpy(a).to(device) for a in (b.x, b.y, b.loss_mask))
-        loss, _ = masked_loss(net(x), y, m, exp.cfg.loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    if device != "cpu":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return {"steps_per_s": steps / seconds, "sampling_share": sampling / seconds}
+    waiting = 0.0
+    # as in model.train.train_model: the next batch is drawn in a background thread during each step
+    with ThreadPoolExecutor(max_workers=1) as prefetch:
+        pending = prefetch.submit(sampler.batch, rng, spec.batch_size)
+        for i in range(steps + 2):
+            if i == 2:
+                if device != "cpu":
+                    torch.cuda.synchronize()
+                start, waiting = time.perf_counter(), 0.0
+            t = time.perf_counter()
+            b = pending.result()
+            waiting += time.perf_counter() - t
+            pending = prefetch.submit(sampler.batch, rng, spec.batch_size)
+            x, y, m = (torch.from_numpy(a).to(device) for a in (b.x, b.y, b.loss_mask))
+            loss, _ = masked_loss(net(x), y, m, exp.cfg.loss)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if device != "cpu":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return {"steps_per_s": steps / seconds, "sampling_share": waiting / seconds}
 
 
 def inference_speed(exp, run: Path, batch: int, repeats: int, threads: int, device: str = "cpu") -> dict:
@@ -148,7 +153,8 @@ def main() -> None:
     print("|---|---|")
     for arch, sps in rows.items():
         print(f"| training {arch}, batch {cfg.models[arch].batch_size} x {cfg.data.patch_cells}^2 | "
-              f"{sps:.2f} steps/s ({1 / sps:.3f} s/step; {100 * speeds[arch]['sampling_share']:.0f}% sampling) |")
+              f"{sps:.2f} steps/s ({1 / sps:.3f} s/step; "
+              f"{100 * speeds[arch]['sampling_share']:.0f}% waiting for batches) |")
     if inf is None:
         return
     print(f"| inference torch, batch {inf['batch']} x 256^2 | {inf['torch_s'] * 1000:.1f} ms |")

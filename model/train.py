@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,28 +135,37 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         started = time.perf_counter()
         bar = tqdm(total=spec.steps, initial=step, desc=f"{arch} seed {seed}", unit="step",
                    disable=None if progress else True)
-        while step < spec.steps:
-            lr = _lr(step, spec.steps, spec.lr, spec.warmup_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            batch = sampler.batch(rng, spec.batch_size)
-            x, y, mask = (torch.from_numpy(a).to(device) for a in (batch.x, batch.y, batch.loss_mask))
-            loss, parts = masked_loss(net(x), y, mask, cfg.loss, weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            bar.update(1)
-            if step % cfg.train.log_every == 0 or step == spec.steps:
-                writer.writerow({"step": step, "loss": round(float(loss.detach()), 6), "lr": round(lr, 8),
-                                 "seconds": round(time.perf_counter() - started, 2),
-                                 **{k: round(v, 6) for k, v in parts.items()}})
-                fh.flush()
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-            if step % cfg.train.checkpoint_every == 0 and step < spec.steps:
-                _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                              "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, ckpt_path)
-        bar.close()
+        # the next batch is drawn in a background thread while this step runs (on a GPU the numpy
+        # sampler was two thirds of a step); batches come in the same order from the same generator,
+        # and a checkpoint stores the generator's state from before the batch being drawn
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="m3-batches") as prefetch:
+            next_state = rng.bit_generator.state
+            pending = prefetch.submit(sampler.batch, rng, spec.batch_size) if step < spec.steps else None
+            while step < spec.steps:
+                lr = _lr(step, spec.steps, spec.lr, spec.warmup_steps)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                assert pending is not None
+                batch = pending.result()
+                next_state = rng.bit_generator.state  # the generator is idle between two draws
+                pending = prefetch.submit(sampler.batch, rng, spec.batch_size) if step + 1 < spec.steps else None
+                x, y, mask = (torch.from_numpy(a).to(device) for a in (batch.x, batch.y, batch.loss_mask))
+                loss, parts = masked_loss(net(x), y, mask, cfg.loss, weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                bar.update(1)
+                if step % cfg.train.log_every == 0 or step == spec.steps:
+                    writer.writerow({"step": step, "loss": round(float(loss.detach()), 6), "lr": round(lr, 8),
+                                     "seconds": round(time.perf_counter() - started, 2),
+                                     **{k: round(v, 6) for k, v in parts.items()}})
+                    fh.flush()
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                if step % cfg.train.checkpoint_every == 0 and step < spec.steps:
+                    _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                  "numpy_rng": next_state, "torch_rng": torch.get_rng_state()}, ckpt_path)
+            bar.close()
     _save_atomic({"model": {k: v.cpu() for k, v in net.state_dict().items()}, "arch": arch, "seed": seed, "step": step,
                   "config": cfg.to_dict()}, final)
     ckpt_path.unlink(missing_ok=True)
