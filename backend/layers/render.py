@@ -33,7 +33,7 @@ def _palette(colormap: ColorMapType) -> np.ndarray | None:
     for k, rgba in colormap.items():
         if len(rgba) != 4:
             return None
-        table[k] = rgba
+        table[int(k)] = rgba
     return table
 
 
