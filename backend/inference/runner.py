@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,14 @@ from backend.inference.cube_inputs import CubeArrays, assemble_inputs, fill_spec
 from backend.inference.device_map import DeviceMapRunner
 from backend.inference.engine import InferenceEngine
 from backend.inference.windows import round_up, sliding_predict
+
+log = logging.getLogger(__name__)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception from onnxruntime (or numpy) says an allocation failed."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "failed to allocate memory" in text or "out of memory" in text
 
 
 class MapEvaluator:
@@ -60,7 +69,31 @@ class MapEvaluator:
         return assemble_inputs(card, self.arrays, hidden, pool=self.pool)
 
     def __call__(self, hidden: np.ndarray) -> np.ndarray:
-        """Probabilities of every species of the model for one hide mask."""
+        """Probabilities of every species of the model for one hide mask.
+
+        If the whole-grid pass runs out of (GPU) memory, the evaluator falls back to sliding windows
+        for this and every later call, with a warning, instead of failing the job.
+        """
+        if self.whole:
+            try:
+                return self._whole(hidden)
+            except Exception as exc:  # onnxruntime raises its own Fail/RuntimeException types
+                if not _out_of_memory(exc):
+                    raise
+                log.warning("the whole-grid pass ran out of memory (%s); falling back to sliding windows of %d "
+                            "cells (set M3_GPU_WHOLE_MAP=false to start there)", str(exc).splitlines()[0][:200],
+                            self.window)
+                self.whole, self.resident, self._inputs, self._padded = False, None, None, None
+        card = self.engine.card
+        if self._inputs is None:
+            self._inputs = self._allocate(hidden)
+        else:
+            fill_species_channels(card, self.arrays, hidden, self._inputs, self.pool)
+        return sliding_predict(self.engine.predict, self._inputs, len(card.species), self.window, self.overlap,
+                               card.multiple, self.batch, self.needed, self.band_rows)
+
+    def _whole(self, hidden: np.ndarray) -> np.ndarray:
+        """One model call over the whole (padded) grid."""
         if self.resident is not None:
             return self.resident(hidden)
         card = self.engine.card
@@ -68,11 +101,9 @@ class MapEvaluator:
             self._inputs = self._allocate(hidden)
         else:
             fill_species_channels(card, self.arrays, hidden, self._inputs, self.pool)
-        if self._padded is not None:
-            h, w = self.arrays.shape
-            return self.engine.predict(self._padded)[0, :, :h, :w]
-        return sliding_predict(self.engine.predict, self._inputs, len(card.species), self.window, self.overlap,
-                               card.multiple, self.batch, self.needed, self.band_rows)
+        assert self._padded is not None
+        h, w = self.arrays.shape
+        return self.engine.predict(self._padded)[0, :, :h, :w]
 
     def close(self) -> None:
         """Stop the input threads and drop the buffers."""

@@ -99,3 +99,35 @@ def test_device_resident_pass_needs_the_export_channel_order(setup) -> None:
     card = engine.card
     shuffled = dataclasses.replace(card, channels=(card.channels[1], card.channels[0], *card.channels[2:]))
     assert not device_map.supported(shuffled)
+
+
+def test_whole_pass_out_of_memory_falls_back_to_windows(setup, monkeypatch, caplog) -> None:
+    from backend.inference.device_map import DeviceMapRunner
+
+    engine, arrays = setup
+    mask = draw_mask("species_in_regions", (7,), 2, arrays.shape, 24, 0.5).dense(arrays.shape)
+    sliding = MapEvaluator(engine, arrays, window=32, overlap=8)
+    expected = sliding(mask)
+
+    def no_memory(self, hidden):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Conv "
+                           "node. Failed to allocate memory for requested buffer of size 2755375360")
+
+    monkeypatch.setattr(DeviceMapRunner, "__call__", no_memory)
+    evaluate = MapEvaluator(engine, arrays, window=32, overlap=8, whole=True, resident=True)
+    with caplog.at_level("WARNING"):
+        got = evaluate(mask)
+    assert "falling back to sliding windows" in caplog.text
+    assert not evaluate.whole and evaluate.resident is None
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(evaluate(mask), expected, atol=1e-6)  # and stays on windows
+
+    def broken(self, hidden):
+        raise ValueError("some other failure")
+
+    monkeypatch.setattr(DeviceMapRunner, "__call__", broken)
+    other = MapEvaluator(engine, arrays, whole=True, resident=True)
+    with pytest.raises(ValueError, match="some other failure"):
+        other(mask)
+    for e in (sliding, evaluate, other):
+        e.close()
