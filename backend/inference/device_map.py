@@ -2,16 +2,19 @@
 
 A whole-map pass feeds the model [1, C, H, W] float32: over CONUS 30 channels of 1848 x 2912 cells,
 650 MB per evaluation, of which only the hide mask changes between the evaluations of an ensemble.
-:class:`DeviceMapRunner` wraps the exported graph (without changing it) in a few leading nodes:
+:class:`DeviceMapRunner` wraps the exported graph in a few leading nodes:
 
     hidden (uint8 [1, S, H, W], per evaluation)  ->  Cast                   -> hidden channels
     labels (uint8 [1, S, H, W], constant)        ->  Cast * (1 - hidden)     -> visible channels
     rest   (float32 [1, C - 2S, H, W], constant) ->  Concat(visible, hidden, rest) -> x -> the model
 
 ``labels`` and ``rest`` are copied to the device once (onnxruntime I/O binding); each evaluation
-sends 54 MB of hide mask instead of 650 MB. This needs the card's channel order to be the export's
-``visible:<species>...``, ``hidden:<species>...``, then covariates and validity; other orders fall
-back to the plain padded-buffer pass. It runs on the CPU provider too (the tests compare both).
+sends 54 MB of hide mask instead of 650 MB. The graph's CumSum nodes are also rewritten as blocked
+running sums (:func:`block_cumsums`), since onnxruntime's CUDA CumSum is quadratic along a line; the
+wrapped graph lives in memory only (``model.onnx`` is not touched). This needs the card's channel
+order to be the export's ``visible:<species>...``, ``hidden:<species>...``, then covariates and
+validity; other orders fall back to the plain padded-buffer pass. It runs on the CPU provider too
+(the tests compare both).
 """
 
 from __future__ import annotations
