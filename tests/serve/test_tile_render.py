@@ -67,3 +67,17 @@ def test_other_formats_and_no_colormap_go_to_titiler() -> None:
     assert media == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
     grey, media = render_layer_image(layer_image(), colormap=None, output_format=ImageType.png, rescale=[(0, 1)])
     assert media == "image/png" and Image.open(io.BytesIO(grey)).mode in ("LA", "RGBA", "L")
+
+
+def test_tile_matrix_sets_are_shared_not_copied() -> None:
+    from morecantile import tms
+    from morecantile.errors import InvalidIdentifier
+
+    from backend.api.routers.tiles import TILE_MATRIX_SETS
+
+    first = TILE_MATRIX_SETS.get("WebMercatorQuad")
+    assert first is TILE_MATRIX_SETS.get("WebMercatorQuad")  # no deep copy per tile request
+    assert first.model_dump() == tms.get("WebMercatorQuad").model_dump()
+    assert set(TILE_MATRIX_SETS.list()) == set(tms.list())
+    with pytest.raises(InvalidIdentifier):
+        TILE_MATRIX_SETS.get("NoSuchGrid")

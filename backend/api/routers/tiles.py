@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+import attr
 from fastapi import APIRouter, Depends, Path, Query, Request
+from morecantile import TileMatrixSet
+from morecantile import tms as morecantile_tms
+from morecantile.defaults import TileMatrixSets
 from rio_tiler.colormap import cmap
 from rio_tiler.types import ColorMapType
 from titiler.core.dependencies import ImageRenderingParams
@@ -47,6 +51,29 @@ def layer_colormap(
     return cmap.get(colormap_name or default)
 
 
+@attr.s(frozen=True)
+class SharedTileMatrixSets(TileMatrixSets):
+    """morecantile's registry of tile matrix sets without a deep copy on every ``get``.
+
+    TiTiler looks the tile matrix set up on every tile request, and morecantile returns a deep copy of
+    the pydantic model each time: profiled, that copy was the largest single cost of an uncached tile.
+    The sets are only read, so one shared instance per identifier serves every request.
+    """
+
+    _shared: dict[str, TileMatrixSet] = attr.ib(factory=dict)
+
+    def get(self, identifier: str) -> TileMatrixSet:
+        """The tile matrix set ``identifier`` (InvalidIdentifier if unknown), loaded once."""
+        found = self._shared.get(identifier)
+        if found is None:
+            found = self._shared[identifier] = super().get(identifier)
+        return found
+
+
+#: The tile matrix sets every tile endpoint uses.
+TILE_MATRIX_SETS = SharedTileMatrixSets(morecantile_tms.tilematrixsets)
+
+
 @dataclass
 class LayerRenderingParams(ImageRenderingParams):
     """TiTiler rendering options with ``rescale=0,1`` by default (layers are probabilities)."""
@@ -68,6 +95,7 @@ def build_tiles_router() -> APIRouter:
         colormap_dependency=layer_colormap,
         render_dependency=LayerRenderingParams,
         render_func=render_layer_image,
+        supported_tms=TILE_MATRIX_SETS,
         add_viewer=False,
         add_part=False,
         add_preview=False,
