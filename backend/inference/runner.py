@@ -85,22 +85,23 @@ class MapEvaluator:
                             self.window)
                 self.whole, self.resident, self._inputs, self._padded = False, None, None, None
         card = self.engine.card
+        inputs = self._fill(hidden)
+        return sliding_predict(self.engine.predict, inputs, len(card.species), self.window, self.overlap,
+                               card.multiple, self.batch, self.needed, self.band_rows)
+
+    def _fill(self, hidden: np.ndarray) -> np.ndarray:
+        """The input [C, H, W] for this hide mask: assembled on the first call, species channels after."""
         if self._inputs is None:
             self._inputs = self._allocate(hidden)
         else:
-            fill_species_channels(card, self.arrays, hidden, self._inputs, self.pool)
-        return sliding_predict(self.engine.predict, self._inputs, len(card.species), self.window, self.overlap,
-                               card.multiple, self.batch, self.needed, self.band_rows)
+            fill_species_channels(self.engine.card, self.arrays, hidden, self._inputs, self.pool)
+        return self._inputs
 
     def _whole(self, hidden: np.ndarray) -> np.ndarray:
         """One model call over the whole (padded) grid."""
         if self.resident is not None:
             return self.resident(hidden)
-        card = self.engine.card
-        if self._inputs is None:
-            self._inputs = self._allocate(hidden)
-        else:
-            fill_species_channels(card, self.arrays, hidden, self._inputs, self.pool)
+        self._fill(hidden)
         assert self._padded is not None
         h, w = self.arrays.shape
         return self.engine.predict(self._padded)[0, :, :h, :w]

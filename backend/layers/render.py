@@ -47,24 +47,26 @@ def render_layer_image(
     **kwargs: Any,
 ) -> tuple[bytes, str]:
     """``render_func`` of the tile factory: a paletted PNG where possible, TiTiler's rendering otherwise."""
+    def titiler(**rendering: Any) -> tuple[bytes, str]:
+        return render_image(image, colormap=colormap, output_format=output_format, add_mask=add_mask,
+                            **rendering, **kwargs)
+
     table = _palette(colormap) if colormap else None
     if (table is None or output_format != ImageType.png or image.count != 1 or color_formula or not add_mask
             or kwargs):
-        return render_image(image, colormap=colormap, output_format=output_format, add_mask=add_mask,
-                            rescale=rescale, color_formula=color_formula, **kwargs)
+        return titiler(rescale=rescale, color_formula=color_formula)
     if rescale:
-        image.rescale(rescale)
+        image.rescale(rescale)  # from here on TiTiler is called without rescale: already done
     data = image.data[0]
     if data.dtype != np.uint8:
-        return render_image(image, colormap=colormap, output_format=output_format, add_mask=add_mask, **kwargs)
+        return titiler()
     masked = image.mask == 0
     index = data
     alpha = table[:, 3].copy()
     if masked.any():
         unused = np.flatnonzero(np.bincount(data[~masked], minlength=256) == 0)
         if unused.size == 0:
-            return render_image(image, colormap=colormap, output_format=output_format, add_mask=add_mask,
-                                **kwargs)
+            return titiler()
         index = data.copy()
         index[masked] = unused[0]
         alpha[unused[0]] = 0
