@@ -87,7 +87,6 @@ def main() -> None:
         t0 = time.perf_counter()
         prob = evaluate(mask)
         single.append(time.perf_counter() - t0)
-    diagnosis = diagnose(engine, arrays, mask, args.single_runs) if args.diagnose else None
     conus_prob = prob[:, arrays.conus]
     assert np.isfinite(conus_prob).all() and conus_prob.min() >= 0 and conus_prob.max() <= 1
 
@@ -104,6 +103,9 @@ def main() -> None:
                           progress=progress)
     ensemble_s = time.perf_counter() - t0
     evaluate.close()
+    del evaluate
+    # after the ensemble, one extra session at a time (three at once ran an 80 GB H100 out of memory)
+    diagnosis = diagnose(engine, arrays, mask, args.single_runs, prob) if args.diagnose and whole else None
     mean_conus = result.mean[:, arrays.conus]
     assert np.isfinite(mean_conus).all()
 
@@ -149,55 +151,72 @@ def median_time(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def diagnose(engine, arrays, mask, runs: int) -> dict:
-    """Where a whole-grid evaluation's time goes (GPU): plain pass, compute alone, operator profile."""
+def diagnose(engine, arrays, mask, runs: int, reference) -> dict:
+    """Where a whole-grid evaluation's time goes (GPU), one extra session open at a time.
+
+    For the CumSum block lengths 16 (the default), 48 and 0 (the export's CumSum kept): the
+    device-resident pass and the GPU compute alone (hide mask bound on the device, output left
+    there), side by side in one run; then an operator profile of one evaluation, and last the plain
+    whole-grid pass (650 MB in, 216 MB out per evaluation) through the engine's own session.
+    """
+    import gc
+
     import numpy as np
     import onnxruntime as ort
 
-    from backend.inference.device_map import _PREFIX, DeviceMapRunner
+    from backend.inference.device_map import _PREFIX, DeviceMapRunner, wrap_model
     from backend.inference.runner import MapEvaluator
 
     out: dict = {}
-    plain = MapEvaluator(engine, arrays, whole=True, resident=False)
-    out["plain whole-grid pass (650 MB in, 216 MB out per evaluation), median s"] = round(
-        median_time(lambda: plain(mask), runs), 4)
-    plain.close()
-    runner = DeviceMapRunner(engine, arrays)
-    out["device-resident pass (hide mask in, probabilities out), median s"] = round(
-        median_time(lambda: runner(mask), runs), 4)
-    # compute alone: the hide mask bound on the device too, the output left there
     h, w = arrays.shape
-    hidden = np.zeros_like(runner._hidden)
-    hidden[0, :, :h, :w] = mask
-    binding = runner.session.io_binding()
-    binding.bind_ortvalue_input(_PREFIX + "labels", runner._labels)
-    binding.bind_ortvalue_input(_PREFIX + "rest", runner._rest)
-    binding.bind_ortvalue_input(_PREFIX + "hidden", ort.OrtValue.ortvalue_from_numpy(hidden, runner.device, 0))
-    binding.bind_output(engine.card.output_name, runner.device)
-    out["GPU compute alone (nothing copied), median s"] = round(
-        median_time(lambda: runner.session.run_with_iobinding(binding), runs), 4)
-    # operator profile of one evaluation
+    for block in (16, 48, 0):
+        runner = DeviceMapRunner(engine, arrays, cumsum_block=block)
+        name = f"CumSum block {block}" if block else "CumSum as exported"
+        out[f"{name}: max |difference| from the ensemble's evaluator"] = float(np.abs(runner(mask) - reference).max())
+        out[f"{name}: device-resident pass (hide mask in, probabilities out), median s"] = round(
+            median_time(lambda: runner(mask), runs), 4)
+        hidden = np.zeros_like(runner._hidden)
+        hidden[0, :, :h, :w] = mask
+        binding = runner.session.io_binding()
+        binding.bind_ortvalue_input(_PREFIX + "labels", runner._labels)
+        binding.bind_ortvalue_input(_PREFIX + "rest", runner._rest)
+        binding.bind_ortvalue_input(_PREFIX + "hidden", ort.OrtValue.ortvalue_from_numpy(hidden, runner.device, 0))
+        binding.bind_output(engine.card.output_name, runner.device)
+        out[f"{name}: GPU compute alone (nothing copied), median s"] = round(
+            median_time(lambda: runner.session.run_with_iobinding(binding), runs), 4)
+        if block == 16:
+            feed = {_PREFIX + "hidden": hidden, _PREFIX + "labels": runner._labels.numpy(),
+                    _PREFIX + "rest": runner._rest.numpy()}
+        del binding
+        runner.close()
+        del runner
+        gc.collect()
+    # operator profile of one evaluation (default rewrite)
     opts = ort.SessionOptions()
     opts.enable_profiling = True
     tmp = tempfile.mkdtemp(prefix="m3-ort-profile-")
     opts.profile_file_prefix = str(Path(tmp) / "ort_profile")
-    from backend.inference.device_map import wrap_model
-
     prof = ort.InferenceSession(wrap_model(engine.card.onnx_path.read_bytes(), engine.card), opts,
-                                providers=engine.session.get_providers())
-    feed = {_PREFIX + "hidden": hidden, _PREFIX + "labels": runner._labels.numpy(),
-            _PREFIX + "rest": runner._rest.numpy()}
+                                providers=engine.session.get_providers(),
+                                provider_options=[engine.session.get_provider_options()[p]
+                                                  for p in engine.session.get_providers()])
     prof.run(None, feed)
     prof.run(None, feed)
     events = json.loads(Path(prof.end_profiling()).read_text())
+    del prof, feed
+    gc.collect()
     shutil.rmtree(tmp, ignore_errors=True)
     by_op: dict[str, float] = {}
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             op = e.get("args", {}).get("op_name", "?")
             by_op[op] = by_op.get(op, 0.0) + e.get("dur", 0) / 2e6  # two runs, microseconds -> s per run
-    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
-    out["operator time per evaluation (profile), s"] = ", ".join(f"{k} {v:.3f}" for k, v in top)
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:10]
+    out["operator time per evaluation (profile, CumSum block 16), s"] = ", ".join(f"{k} {v:.3f}" for k, v in top)
+    plain = MapEvaluator(engine, arrays, whole=True, resident=False)
+    out["plain whole-grid pass (650 MB in, 216 MB out per evaluation), median s"] = round(
+        median_time(lambda: plain(mask), runs), 4)
+    plain.close()
     return out
 
 

@@ -167,9 +167,12 @@ def wrap_model(model_bytes: bytes, card: ModelCard, cumsum_block: int = 16) -> b
 
 
 class DeviceMapRunner:
-    """Callable: hide mask [S, H, W] (bool) -> probabilities [S, H, W], one model call over the whole grid."""
+    """Callable: hide mask [S, H, W] (bool) -> probabilities [S, H, W], one model call over the whole grid.
 
-    def __init__(self, engine: InferenceEngine, arrays: CubeArrays) -> None:
+    ``cumsum_block`` is the block length of the CumSum rewrite (0 keeps the export's CumSum nodes).
+    """
+
+    def __init__(self, engine: InferenceEngine, arrays: CubeArrays, cumsum_block: int = 16) -> None:
         import onnxruntime as ort
 
         card = engine.card
@@ -188,7 +191,7 @@ class DeviceMapRunner:
         rest[0, :, :h, :w] = full[2 * n_sp:]
         del full
         session = engine.session
-        wrapped = wrap_model(card.onnx_path.read_bytes(), card)
+        wrapped = wrap_model(card.onnx_path.read_bytes(), card, cumsum_block)
         self.session = ort.InferenceSession(wrapped, sess_options=engine.options, providers=session.get_providers(),
                                             provider_options=[session.get_provider_options()[p]
                                                               for p in session.get_providers()])
@@ -212,3 +215,7 @@ class DeviceMapRunner:
         self.session.run_with_iobinding(self._binding)
         out = self._binding.copy_outputs_to_cpu()[0]
         return np.asarray(out, dtype=np.float32)[0, :, :h, :w]
+
+    def close(self) -> None:
+        """Release the session and the device copies of the inputs (the GPU memory they hold)."""
+        self._binding = self.session = self._labels = self._rest = None  # type: ignore[assignment]

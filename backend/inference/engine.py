@@ -35,7 +35,12 @@ class InferenceEngine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.card = card
         self.options = options
-        self.session = ort.InferenceSession(str(card.onnx_path), sess_options=options, providers=chosen)
+        # a CUDA arena that grows by what is asked, not to the next power of two: a whole-grid pass asks for
+        # tensors of gigabytes, and doubling them can run a card out of memory that would have sufficed
+        provider_options = [{"arena_extend_strategy": "kSameAsRequested"} if p == "CUDAExecutionProvider" else {}
+                            for p in chosen]
+        self.session = ort.InferenceSession(str(card.onnx_path), sess_options=options, providers=chosen,
+                                            provider_options=provider_options)
         self.provider = self.session.get_providers()[0]
         self._lock = threading.Lock() if self.provider != "CPUExecutionProvider" else None
         inputs = {i.name: i for i in self.session.get_inputs()}

@@ -83,6 +83,8 @@ class MapEvaluator:
                 log.warning("the whole-grid pass ran out of memory (%s); falling back to sliding windows of %d "
                             "cells (set M3_GPU_WHOLE_MAP=false to start there)", str(exc).splitlines()[0][:200],
                             self.window)
+                if self.resident is not None:
+                    self.resident.close()  # give its GPU memory back before the windows need some
                 self.whole, self.resident, self._inputs, self._padded = False, None, None, None
         card = self.engine.card
         inputs = self._fill(hidden)
@@ -110,4 +112,6 @@ class MapEvaluator:
         """Stop the input threads and drop the buffers."""
         self.pool.shutdown(wait=False)
         self._inputs = self._padded = None
+        if self.resident is not None:
+            self.resident.close()
         self.resident = None
