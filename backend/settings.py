@@ -71,8 +71,8 @@ class Settings(BaseSettings):
         "Rows of the bands a whole-map pass is cut into; only windows over CONUS cells are evaluated."))
     window_batch: int = Field(default=1, ge=1, description="Windows per onnxruntime call (memory grows with it).")
     gpu_whole_map: bool = Field(default=True, description=(
-        "On a GPU provider, evaluate the whole grid in one model call instead of sliding windows (it ran "
-        "on an 80 GB H100; a pass that runs out of GPU memory falls back to sliding windows)."))
+        "On a GPU provider, evaluate the whole grid in one model call instead of sliding windows (the demo "
+        "model over CONUS peaked at 19.2 GiB of GPU memory; a pass that runs out falls back to sliding windows)."))
     ensemble_masks: int = Field(default=3, ge=1, description="E: mask patterns of the ensemble (poster: 3).")
     ensemble_seeds: int = Field(default=2, ge=1, description="S: seeds per mask pattern (poster: 50; GPU).")
     ensemble_region_cells: int = Field(default=96, ge=4, description="Side in cells of hidden square regions.")
