@@ -73,8 +73,15 @@ class TrainConfig:
     threads: int = 1
     blur_radius: int = 4
     context_radius: int = 0
+    #: More radii at which the stem adds same-species, prior and any-species densities (e.g. the radii the
+    #: neighbourhood baseline picks on validation), each also reaching the logits through the prior skip.
+    extra_radii: tuple[int, ...] = ()
     log_every: int = 10
     checkpoint_every: int = 100
+    #: Every this many steps (and at the last), score the network on the validation cases of every regime
+    #: and keep the weights with the best score (the geometric mean over regimes of the mean AUPRC) as the
+    #: model; 0 keeps the last weights. Test blocks are never looked at.
+    select_every: int = 0
 
 
 @dataclass(frozen=True)

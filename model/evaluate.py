@@ -82,15 +82,18 @@ def summarise(val: Pooled, test: Pooled, species: list[str], fractions: tuple[fl
 
 
 def network_predictor(exp: Experiment, net) -> Predictor:  # noqa: ANN001 (torch module, torch imported lazily)
-    """Batched sigmoid probabilities of a trained network."""
+    """Batched sigmoid probabilities of a trained network (on CUDA when there is one, else the CPU)."""
     import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = net.to(device)
 
     def predict(cases: list[EvalCase]) -> Iterator[np.ndarray]:
         bs = exp.cfg.eval.batch_size
         with torch.no_grad():
             for i in range(0, len(cases), bs):
                 x = np.stack([case_inputs(exp.cube, c) for c in cases[i:i + bs]])
-                yield from torch.sigmoid(net(torch.from_numpy(x))).numpy()
+                yield from torch.sigmoid(net(torch.from_numpy(x).to(device))).cpu().numpy()
     return predict
 
 

@@ -76,6 +76,7 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
                      "(already normalised with the cube's stored mean/std); derived channels (neighbourhood "
                      "density of visible layers, co-occurrence prior) are computed inside the graph",
             "blur_radius": int(stem.radius),
+            "extra_radii": list(stem.extra_radii),
         },
         "opset": OPSET, "sha256": sha256(onnx_path), "config": exp.cfg.to_dict(),
         "metrics": headline(metrics) if metrics else {}, "cube": exp.cube.cube_sha256,

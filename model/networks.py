@@ -17,7 +17,8 @@ class InputStem(nn.Module):
     computed from the visible layers: per-species neighbourhood density among visible cells, the
     co-occurrence prior sum_j P(s|j) visible_j and its neighbourhood density, optionally the
     same-species density over a wide ``context_radius`` (reaching into large hidden regions), and
-    "any species visible here" with its densities.
+    "any species visible here" with its densities; ``extra_radii`` add the same-species, prior and
+    any-species densities at more radii.
     """
 
     scale: torch.Tensor
@@ -25,12 +26,16 @@ class InputStem(nn.Module):
     cooccurrence: torch.Tensor
 
     def __init__(self, n_species: int, n_covariates: int, blur_radius: int, cooccurrence: torch.Tensor | None = None,
-                 context_radius: int = 0):
+                 context_radius: int = 0, extra_radii: tuple[int, ...] = ()):
         super().__init__()
+        if any(r < 1 for r in (blur_radius, *extra_radii)) or context_radius < 0:
+            raise ValueError(f"stem radii must be positive: blur {blur_radius}, extra {list(extra_radii)}, "
+                             f"context {context_radius}")
         self.n_species = n_species
         self.in_channels = 2 * n_species + 2 * n_covariates
         self.radius = blur_radius
         self.context_radius = context_radius
+        self.extra_radii = tuple(int(r) for r in extra_radii)
         self.register_buffer("scale", torch.ones(1, self.in_channels, 1, 1))
         self.register_buffer("shift", torch.zeros(1, self.in_channels, 1, 1))
         co = cooccurrence if cooccurrence is not None else torch.zeros(n_species, n_species)
@@ -38,13 +43,15 @@ class InputStem(nn.Module):
 
     @property
     def n_derived(self) -> int:
-        """Derived per-species channel groups: density, prior, prior density (+ wide density)."""
-        return 4 if self.context_radius > 0 else 3
+        """Derived per-species channel groups: density, prior, prior density (+ wide density), and a density
+        and a prior density per extra radius."""
+        return (4 if self.context_radius > 0 else 3) + 2 * len(self.extra_radii)
 
     @property
     def out_channels(self) -> int:
         """Raw channels plus the derived per-species groups plus the 'any visible' channels."""
-        return self.in_channels + self.n_derived * self.n_species + (3 if self.context_radius > 0 else 2)
+        return (self.in_channels + self.n_derived * self.n_species + (3 if self.context_radius > 0 else 2)
+                + len(self.extra_radii))
 
     @staticmethod
     def _box_sum(t: torch.Tensor, radius: int) -> torch.Tensor:
@@ -93,9 +100,12 @@ class InputStem(nn.Module):
         parts = [species, cov, self._density(visible, known, r), prior, self._density(prior, any_known, r)]
         if self.context_radius > 0:
             parts.append(self._density(visible, known, self.context_radius))
+        for e in self.extra_radii:
+            parts += [self._density(visible, known, e), self._density(prior, any_known, e)]
         parts += [any_visible, self._density(any_visible, any_known, r)]
         if self.context_radius > 0:
             parts.append(self._density(any_visible, any_known, self.context_radius))
+        parts += [self._density(any_visible, any_known, e) for e in self.extra_radii]
         return torch.cat(parts, dim=1)
 
 
@@ -230,9 +240,9 @@ class ProbabilityModel(nn.Module):
 
 def build_network(arch: str, params: dict, n_species: int, n_covariates: int, blur_radius: int,
                   cooccurrence: torch.Tensor | None = None, prior_skip: bool = False,
-                  context_radius: int = 0) -> M3Network:
+                  context_radius: int = 0, extra_radii: tuple[int, ...] = ()) -> M3Network:
     """Build a registered architecture behind the shared input stem."""
     if arch not in NETWORKS:
         raise ValueError(f"architecture {arch!r} is unknown; known: {', '.join(sorted(NETWORKS))}")
-    stem = InputStem(n_species, n_covariates, blur_radius, cooccurrence, context_radius)
+    stem = InputStem(n_species, n_covariates, blur_radius, cooccurrence, context_radius, extra_radii)
     return M3Network(stem, NETWORKS[arch](stem.out_channels, n_species, **params), prior_skip=prior_skip)

@@ -67,7 +67,7 @@ def new_network(exp: Experiment, arch: str) -> M3Network:
     spec = exp.cfg.models[arch]
     return build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
                          exp.cfg.train.blur_radius, torch.from_numpy(exp.cooccurrence), prior_skip=spec.prior_skip,
-                         context_radius=exp.cfg.train.context_radius)
+                         context_radius=exp.cfg.train.context_radius, extra_radii=exp.cfg.train.extra_radii)
 
 
 def model_dir(run_dir: Path, arch: str, seed: int) -> Path:
@@ -90,10 +90,60 @@ def _save_atomic(payload: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class ValidationSelector:
+    """Scores a network on the validation cases of every regime; remembers the best weights.
+
+    The score is the geometric mean over regimes of the mean (over species) AUPRC, so a regime whose
+    AUPRC is near 0.02 (whole regions hidden) weighs as much as one near 0.3 (whole species hidden).
+    """
+
+    def __init__(self, exp: Experiment) -> None:
+        from model.evaluate import evaluation_sets
+
+        self.exp = exp
+        self.cases = {s.regime: s.val for s in evaluation_sets(exp)}
+        self.best_score = -math.inf
+        self.best_step = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def score(self, net: M3Network) -> tuple[float, dict[str, float]]:
+        """(score, per-regime mean AUPRC) of the network as it is now (left in train mode)."""
+        from model.evaluate import mean_auprc, network_predictor, pool
+
+        n_s = len(self.exp.cube.species)
+        net.eval()
+        try:
+            predict = network_predictor(self.exp, net)
+            per = {regime: mean_auprc(pool(cases, predict(cases), n_s)) for regime, cases in self.cases.items()}
+        finally:
+            net.train()
+        values = [v for v in per.values() if math.isfinite(v)]
+        score = float(np.mean(np.log(np.maximum(values, 1e-9)))) if values else -math.inf
+        return score, per
+
+    def update(self, net: M3Network, step: int) -> tuple[float, dict[str, float]]:
+        """Score the network; keep a CPU copy of its weights if it is the best so far."""
+        score, per = self.score(net)
+        if score > self.best_score:
+            self.best_score, self.best_step = score, step
+            self.best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        return score, per
+
+    def state(self) -> dict:
+        """What a checkpoint stores to resume the selection."""
+        return {"score": self.best_score, "step": self.best_step, "weights": self.best_state}
+
+    def restore(self, state: dict) -> None:
+        """Resume from a checkpoint's :meth:`state`."""
+        self.best_score, self.best_step, self.best_state = state["score"], state["step"], state["weights"]
+
+
 def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: bool = True) -> Path:
     """Train (or resume) one architecture for one seed; return the final checkpoint path.
 
     Runs on CUDA when available (the paper config), else on CPU, where it is bit-for-bit deterministic.
+    With ``train.select_every`` the saved model is the validation-best of the scored steps
+    (``selection.csv`` logs every score).
     """
     cfg, spec = exp.cfg, exp.cfg.models[arch]
     torch.set_num_threads(cfg.train.threads)
@@ -109,6 +159,9 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
     opt = torch.optim.AdamW(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     rng = np.random.default_rng(seed)
     step = 0
+    select_every = cfg.train.select_every
+    selector = ValidationSelector(exp) if select_every > 0 else None
+    selection_path = out / "selection.csv"
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False, map_location=device)
         net.load_state_dict(state["model"])
@@ -116,9 +169,14 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"].cpu())
         step = int(state["step"])
+        if selector is not None and state.get("selection"):
+            selector.restore(state["selection"])
+        for path in (log_path, selection_path):  # rows written after the checkpoint are written again
+            _truncate_log(path, step)
         log.info("resuming %s seed %d at step %d", arch, seed, step)
-    elif log_path.exists():
-        log_path.unlink()
+    else:
+        log_path.unlink(missing_ok=True)
+        selection_path.unlink(missing_ok=True)
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(cfg.masking, len(exp.cube.species)),
                            cfg.data.patch_cells)
     weight = None
@@ -162,15 +220,47 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
                                      **{k: round(v, 6) for k, v in parts.items()}})
                     fh.flush()
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                if selector is not None and (step % select_every == 0 or step == spec.steps):
+                    _log_selection(selection_path, step, *selector.update(net, step))
                 if step % cfg.train.checkpoint_every == 0 and step < spec.steps:
                     _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                  "numpy_rng": next_state, "torch_rng": torch.get_rng_state()}, ckpt_path)
+                                  "numpy_rng": next_state, "torch_rng": torch.get_rng_state(),
+                                  "selection": selector.state() if selector is not None else None}, ckpt_path)
             bar.close()
-    _save_atomic({"model": {k: v.cpu() for k, v in net.state_dict().items()}, "arch": arch, "seed": seed, "step": step,
-                  "config": cfg.to_dict()}, final)
+    weights = {k: v.cpu() for k, v in net.state_dict().items()}
+    extra: dict = {}
+    if selector is not None and selector.best_state is not None:
+        weights = selector.best_state
+        extra = {"selected_step": selector.best_step, "validation_score": selector.best_score}
+        log.info("%s seed %d: keeping the weights of step %d (validation score %.4f)", arch, seed,
+                 selector.best_step, selector.best_score)
+    _save_atomic({"model": weights, "arch": arch, "seed": seed, "step": step, "config": cfg.to_dict(), **extra}, final)
     ckpt_path.unlink(missing_ok=True)
     log.info("trained %s seed %d: %d steps -> %s", arch, seed, step, final)
     return final
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the rows of a CSV log (first column: step) after ``step``."""
+    if not path.exists():
+        return
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(float(r[0])) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(kept)
+    os.replace(tmp, path)
+
+
+def _log_selection(path: Path, step: int, score: float, per: dict[str, float]) -> None:
+    """Append one validation score to selection.csv."""
+    new = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(["step", "score", *(f"val_auprc_{r}" for r in per)])
+        writer.writerow([step, round(score, 6), *(round(v, 6) for v in per.values())])
 
 
 def load_trained(exp: Experiment, arch: str, path: Path) -> M3Network:

@@ -42,3 +42,64 @@ def test_resume_gives_the_same_model(tmp_path, tiny_config, tiny_arrays, monkeyp
     resumed = torch.load(train_model(exp, "unet", 0, tmp_path / "resumed", progress=False))["model"]
     for key, value in straight.items():
         assert torch.equal(value, resumed[key]), key
+
+
+def _with_selection(cfg):
+    from model.config import config_from_dict
+
+    raw = cfg.to_dict()
+    raw["train"]["select_every"] = 1
+    return config_from_dict(raw)
+
+
+def test_validation_selection_keeps_the_best_scored_weights(tmp_path, tiny_config, tiny_arrays):
+    import csv
+    import math
+
+    import torch
+
+    from model.train import ValidationSelector, load_trained
+
+    exp = open_experiment(_with_selection(tiny_config), cube=tiny_arrays)
+    path = train_model(exp, "unet", 0, tmp_path, progress=False)
+    saved = torch.load(path, weights_only=False)
+    rows = list(csv.DictReader((path.parent / "selection.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert {"val_auprc_species", "val_auprc_region", "val_auprc_mixed"} <= set(rows[0])
+    scores = {int(r["step"]): float(r["score"]) for r in rows}
+    best = max(scores, key=lambda k: scores[k])
+    assert saved["selected_step"] == best and saved["step"] == 4
+    assert math.isclose(saved["validation_score"], scores[best], abs_tol=1e-6)
+    # the saved weights are the ones that scored best: scoring them again gives that score
+    again, _ = ValidationSelector(exp).score(load_trained(exp, "unet", path))
+    assert math.isclose(again, saved["validation_score"], rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_resume_keeps_the_validation_selection(tmp_path, tiny_config, tiny_arrays, monkeypatch):
+    import pytest
+    import torch
+
+    import model.train as train_module
+
+    exp = open_experiment(_with_selection(tiny_config), cube=tiny_arrays)
+    straight = torch.load(train_model(exp, "unet", 0, tmp_path / "straight", progress=False), weights_only=False)
+    real_loss, calls = train_module.masked_loss, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "masked_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(exp, "unet", 0, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(train_module, "masked_loss", real_loss)
+    resumed = torch.load(train_model(exp, "unet", 0, tmp_path / "resumed", progress=False), weights_only=False)
+    assert resumed["selected_step"] == straight["selected_step"]
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    rows = (tmp_path / "resumed" / "unet" / "seed-0" / "selection.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    log_rows = (tmp_path / "resumed" / "unet" / "seed-0" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in log_rows[1:]] == ["1", "2", "3", "4"]  # no step logged twice

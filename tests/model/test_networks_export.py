@@ -35,7 +35,7 @@ def test_networks_map_raw_inputs_to_probabilities(arch, params):
 def test_onnx_matches_torch_on_two_sizes_and_batches(tmp_path):
     torch.manual_seed(0)
     net = build_network("unet", {"width": 8, "depth": 3}, 3, 2, blur_radius=2, cooccurrence=torch.rand(3, 3),
-                        prior_skip=True, context_radius=6)
+                        prior_skip=True, context_radius=6, extra_radii=(1, 5))
     net.train()
     net(torch.from_numpy(np.nan_to_num(_inputs(np.random.default_rng(1), 4, 32))))  # non-trivial BN statistics
     net.eval()
@@ -63,3 +63,33 @@ def test_export_run_writes_the_contract(tmp_path, tiny_config, tiny_arrays):
     assert stored["format"] == "m3-model/1" and stored["input"] == "x" and stored["output"] == "prob"
     assert stored["channels"][:3] == ["visible:gold", "visible:silver", "visible:copper"]
     assert all(c.split(":")[0] in {"visible", "hidden", "cov", "valid"} for c in stored["channels"])
+
+
+def test_stem_extra_radii_are_the_neighbourhood_baselines_densities():
+    """Each extra radius adds the same-species and prior densities the neighbourhood baseline scores with
+    (so the prior skip can reproduce that baseline's ranking), then an any-species density."""
+    from model.baselines import neighbourhood_density
+    from model.networks import InputStem
+
+    rng = np.random.default_rng(3)
+    x = _inputs(rng, 1, 24)
+    co = torch.rand(3, 3)
+    plain = InputStem(3, 2, 2, co, context_radius=6)
+    stem = InputStem(3, 2, 2, co, context_radius=6, extra_radii=(1, 5))
+    assert stem.n_derived == plain.n_derived + 4
+    assert stem.out_channels == plain.out_channels + 2 * 2 * 3 + 2
+    with torch.no_grad():
+        a, b = plain(torch.from_numpy(x)).numpy()[0], stem(torch.from_numpy(x)).numpy()[0]
+    c, s, n_plain = stem.in_channels, 3, plain.n_derived
+    np.testing.assert_allclose(b[:c + n_plain * s], a[:c + n_plain * s], atol=1e-6)  # the old groups unchanged
+    visible, known = x[0, :3].astype(np.float64), 1.0 - x[0, 3:6]
+    prior = np.einsum("sj,jhw->shw", co.numpy().astype(np.float64), visible)
+    any_known = known.max(axis=0)
+    for i, e in enumerate((1, 5)):
+        dens = b[c + (n_plain + 2 * i) * s:c + (n_plain + 2 * i + 1) * s]
+        prior_dens = b[c + (n_plain + 2 * i + 1) * s:c + (n_plain + 2 * i + 2) * s]
+        np.testing.assert_allclose(dens, neighbourhood_density(visible, known, e), atol=2e-3)
+        np.testing.assert_allclose(prior_dens, neighbourhood_density(prior, any_known[None].repeat(3, 0), e),
+                                   atol=2e-3)
+    with pytest.raises(ValueError, match="radii must be positive"):
+        InputStem(3, 2, 2, co, extra_radii=(0,))
