@@ -174,7 +174,7 @@ def diagnose(engine, arrays, mask, runs: int, reference) -> dict:
         name = f"CumSum block {block}" if block else "CumSum as exported"
         out[f"{name}: max |difference| from the ensemble's evaluator"] = float(np.abs(runner(mask) - reference).max())
         out[f"{name}: device-resident pass (hide mask in, probabilities out), median s"] = round(
-            median_time(lambda: runner(mask), runs), 4)
+            median_time(lambda r=runner: r(mask), runs), 4)
         hidden = np.zeros_like(runner._hidden)
         hidden[0, :, :h, :w] = mask
         binding = runner.session.io_binding()
@@ -183,7 +183,7 @@ def diagnose(engine, arrays, mask, runs: int, reference) -> dict:
         binding.bind_ortvalue_input(_PREFIX + "hidden", ort.OrtValue.ortvalue_from_numpy(hidden, runner.device, 0))
         binding.bind_output(engine.card.output_name, runner.device)
         out[f"{name}: GPU compute alone (nothing copied), median s"] = round(
-            median_time(lambda: runner.session.run_with_iobinding(binding), runs), 4)
+            median_time(lambda r=runner, b=binding: r.session.run_with_iobinding(b), runs), 4)
         if block == 16:
             feed = {_PREFIX + "hidden": hidden, _PREFIX + "labels": runner._labels.numpy(),
                     _PREFIX + "rest": runner._rest.numpy()}

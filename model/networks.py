@@ -43,8 +43,10 @@ class InputStem(nn.Module):
 
     @property
     def n_derived(self) -> int:
-        """Derived per-species channel groups: density, prior, prior density (+ wide density), and a density
-        and a prior density per extra radius."""
+        """Derived per-species channel groups.
+
+        Density, prior, prior density (+ wide density), and a density and a prior density per extra radius.
+        """
         return (4 if self.context_radius > 0 else 3) + 2 * len(self.extra_radii)
 
     @property

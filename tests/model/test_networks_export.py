@@ -66,8 +66,10 @@ def test_export_run_writes_the_contract(tmp_path, tiny_config, tiny_arrays):
 
 
 def test_stem_extra_radii_are_the_neighbourhood_baselines_densities():
-    """Each extra radius adds the same-species and prior densities the neighbourhood baseline scores with
-    (so the prior skip can reproduce that baseline's ranking), then an any-species density."""
+    """Each extra radius adds the neighbourhood baseline's same-species and prior densities.
+
+    So the prior skip can reproduce that baseline's ranking; each also adds an any-species density.
+    """
     from model.baselines import neighbourhood_density
     from model.networks import InputStem
 
