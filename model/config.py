@@ -90,6 +90,10 @@ class EvalConfig:
 
     margin_cells: int = 16
     seed: int = 1234
+    #: Region and mixed cases per block. 0: one case that hides the whole block. k > 0: k cases, each
+    #: hiding random rectangles inside the block drawn as the training masks draw them (masking.region_*
+    #: sizes, about masking.region_fraction of the block), the rest of the block staying visible.
+    region_draws: int = 0
     max_windows: int = 40
     min_window_cells: int = 200
     kriging_points: int = 150

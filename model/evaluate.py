@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from model.baselines import KrigingBaseline, NeighbourhoodBaseline
 from model.config import REGIMES
+from model.masking import MaskGenerator
 from model.metrics import average_precision, score_species
 from model.patches import EvalCase, case_inputs, evaluation_cases
 from model.train import Experiment, load_trained, model_dir
@@ -40,9 +41,11 @@ class EvalSet:
 def evaluation_sets(exp: Experiment) -> list[EvalSet]:
     """Cases for every regime (seeded; identical for every model and seed)."""
     e, cube, split = exp.cfg.eval, exp.cube, exp.split
+    masks = MaskGenerator(exp.cfg.masking, len(cube.species))
     sets = []
     for i, regime in enumerate(REGIMES):
-        args = dict(margin=e.margin_cells, max_windows=e.max_windows, min_cells=e.min_window_cells)
+        args = dict(margin=e.margin_cells, max_windows=e.max_windows, min_cells=e.min_window_cells, masks=masks,
+                    region_draws=e.region_draws)
         sets.append(EvalSet(regime, evaluation_cases(cube, split, "val", regime, seed=e.seed + i, **args),
                             evaluation_cases(cube, split, "test", regime, seed=e.seed + 100 + i, **args)))
     return sets
@@ -164,6 +167,8 @@ def evaluate_run(exp: Experiment, run_dir: Path, progress: bool = True) -> dict:
     fractions = tuple(cfg.eval.success_fractions)
     sets = evaluation_sets(exp)
     base_fp = [cfg.to_dict()["eval"], cfg.to_dict()["data"], exp.cube.cube_sha256, species, CACHE_VERSION]
+    if cfg.eval.region_draws > 0:  # the cases then depend on the training masks' shapes too
+        base_fp.append(cfg.to_dict()["masking"])
     cache = run_dir / "eval_cache"
     results: dict[str, dict[str, dict]] = {s.regime: {} for s in sets}
 

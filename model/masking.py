@@ -50,13 +50,28 @@ class MaskGenerator:
         return regime, hidden
 
 
-def evaluation_masks(regime: str, core: np.ndarray, n_species: int,
-                     rng: np.random.Generator) -> list[tuple[np.ndarray, list[int]]]:
+def _regions_in_block(core: np.ndarray, masks: MaskGenerator, draws: int,
+                      rng: np.random.Generator) -> list[np.ndarray]:
+    """``draws`` (H, W) masks, each random rectangles (as in training) inside the bounding box of ``core``."""
+    rows, cols = np.nonzero(core)
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    out = []
+    for _ in range(draws):
+        region = np.zeros_like(core)
+        region[r0:r1, c0:c1] = masks.hidden_region(rng, (int(r1 - r0), int(c1 - c0)))
+        out.append(region & core)
+    return out
+
+
+def evaluation_masks(regime: str, core: np.ndarray, n_species: int, rng: np.random.Generator,
+                     masks: MaskGenerator | None = None, draws: int = 0) -> list[tuple[np.ndarray, list[int]]]:
     """The fixed evaluation masks of one window: (hidden (S, H, W), target species) pairs.
 
     species: one case per species, that layer hidden over the whole window, the others visible;
     region: the block core hidden for every species; mixed: the core hidden for every species plus
-    a random half of the species hidden over the whole window.
+    a random half of the species hidden over the whole window. With ``draws`` > 0 (and the training
+    mask generator ``masks``), region and mixed give ``draws`` cases that hide random rectangles inside
+    the core instead of all of it.
     """
     shape = core.shape
     if regime == "species":
@@ -66,11 +81,19 @@ def evaluation_masks(regime: str, core: np.ndarray, n_species: int,
             hidden[s] = True
             cases.append((hidden, [s]))
         return cases
-    if regime == "region":
-        return [(np.repeat(core[None], n_species, axis=0), list(range(n_species)))]
-    if regime == "mixed":
-        hidden = np.repeat(core[None], n_species, axis=0)
-        chosen = rng.permutation(n_species)[: max(1, n_species // 2)]
-        hidden[chosen] = True
-        return [(hidden, list(range(n_species)))]
-    raise ValueError(f"regime {regime!r} is unknown; known: {', '.join(REGIMES)}")
+    if regime not in ("region", "mixed"):
+        raise ValueError(f"regime {regime!r} is unknown; known: {', '.join(REGIMES)}")
+    if draws > 0:
+        if masks is None:
+            raise ValueError("region draws need the training mask generator")
+        regions = _regions_in_block(core, masks, draws, rng)
+    else:
+        regions = [core]
+    cases = []
+    for region in regions:
+        hidden = np.repeat(region[None], n_species, axis=0)
+        if regime == "mixed":
+            chosen = rng.permutation(n_species)[: max(1, n_species // 2)]
+            hidden[chosen] = True
+        cases.append((hidden, list(range(n_species))))
+    return cases

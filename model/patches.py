@@ -71,8 +71,13 @@ class EvalCase:
 
 
 def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regime: str, margin: int,
-                     seed: int, max_windows: int, min_cells: int) -> list[EvalCase]:
-    """The fixed, seeded evaluation cases of one split and regime (same for every model)."""
+                     seed: int, max_windows: int, min_cells: int, masks: MaskGenerator | None = None,
+                     region_draws: int = 0) -> list[EvalCase]:
+    """The fixed, seeded evaluation cases of one split and regime (same for every model).
+
+    ``region_draws`` > 0 hides random rectangles inside each block (``masks`` draws them) in that many
+    region or mixed cases per block instead of the whole block (see :func:`evaluation_masks`).
+    """
     code = {"val": VAL, "test": TEST}[split_name]
     b, (h, w) = split.block_cells, cube.shape
     size = b + 2 * margin
@@ -97,7 +102,7 @@ def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regim
         in_block = (rr // b == by) & (cc // b == bx)
         core = in_block & (cells == code)
         target = core & cube.coverage[win]
-        for hidden, species in evaluation_masks(regime, in_block, len(cube.species), rng):
+        for hidden, species in evaluation_masks(regime, in_block, len(cube.species), rng, masks, region_draws):
             scored = np.zeros_like(hidden)
             scored[species] = hidden[species] & target[None]
             cases.append(EvalCase(split_name, regime, (r0, c0), hidden, labels, scored, cube.coverage[win]))

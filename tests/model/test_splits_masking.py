@@ -63,3 +63,26 @@ def test_evaluation_masks():
 def test_unknown_config_key_is_named():
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['patch'\] in data"):
         config_from_dict({"data": {"patch": 3}, "models": {"unet": {}}})
+
+
+def test_evaluation_masks_can_hide_rectangles_inside_the_block():
+    core = np.zeros((40, 40), dtype=bool)
+    core[8:32, 8:32] = True
+    gen = MaskGenerator(MaskConfig(region_fraction=0.5, region_min_cells=4, region_max_cells=10), n_species=3)
+    rng = np.random.default_rng(0)
+    cases = evaluation_masks("region", core, 3, rng, gen, draws=4)
+    assert len(cases) == 4
+    for hidden, targets in cases:
+        assert targets == [0, 1, 2]
+        assert np.all(hidden[0] == hidden[1]) and np.all(hidden[1] == hidden[2])
+        assert not hidden[:, ~core].any(), "only cells of the block are hidden"
+        assert 0.4 <= hidden[0][core].mean() < 0.9, "about region_fraction of the block, not all of it"
+    assert not np.array_equal(cases[0][0], cases[1][0]), "each draw hides other rectangles"
+    mixed = evaluation_masks("mixed", core, 4, rng, gen, draws=2)
+    assert len(mixed) == 2
+    for hidden, _ in mixed:
+        assert hidden.reshape(4, -1).all(axis=1).sum() == 2  # half the species hidden everywhere
+        partial = ~hidden.reshape(4, -1).all(axis=1)
+        assert hidden[partial][:, ~core].sum() == 0
+    with pytest.raises(ValueError, match="need the training mask generator"):
+        evaluation_masks("region", core, 3, rng, None, draws=2)
