@@ -44,10 +44,11 @@ def evaluation_sets(exp: Experiment) -> list[EvalSet]:
     masks = MaskGenerator(exp.cfg.masking, len(cube.species))
     sets = []
     for i, regime in enumerate(REGIMES):
-        args = dict(margin=e.margin_cells, max_windows=e.max_windows, min_cells=e.min_window_cells, masks=masks,
-                    region_draws=e.region_draws)
-        sets.append(EvalSet(regime, evaluation_cases(cube, split, "val", regime, seed=e.seed + i, **args),
-                            evaluation_cases(cube, split, "test", regime, seed=e.seed + 100 + i, **args)))
+        def cases(split_name: str, seed: int, regime: str = regime) -> list[EvalCase]:
+            return evaluation_cases(cube, split, split_name, regime, margin=e.margin_cells, seed=seed,
+                                    max_windows=e.max_windows, min_cells=e.min_window_cells, masks=masks,
+                                    region_draws=e.region_draws)
+        sets.append(EvalSet(regime, cases("val", e.seed + i), cases("test", e.seed + 100 + i)))
     return sets
 
 

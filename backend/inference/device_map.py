@@ -218,4 +218,4 @@ class DeviceMapRunner:
 
     def close(self) -> None:
         """Release the session and the device copies of the inputs (the GPU memory they hold)."""
-        self._binding = self.session = self._labels = self._rest = None  # type: ignore[assignment]
+        self._binding = self.session = self._labels = self._rest = None
