@@ -42,14 +42,14 @@ def evaluation_sets(exp: Experiment) -> list[EvalSet]:
     """Cases for every regime (seeded; identical for every model and seed)."""
     e, cube, split = exp.cfg.eval, exp.cube, exp.split
     masks = MaskGenerator(exp.cfg.masking, len(cube.species))
-    sets = []
-    for i, regime in enumerate(REGIMES):
-        def cases(split_name: str, seed: int, regime: str = regime) -> list[EvalCase]:
-            return evaluation_cases(cube, split, split_name, regime, margin=e.margin_cells, seed=seed,
-                                    max_windows=e.max_windows, min_cells=e.min_window_cells, masks=masks,
-                                    region_draws=e.region_draws)
-        sets.append(EvalSet(regime, cases("val", e.seed + i), cases("test", e.seed + 100 + i)))
-    return sets
+
+    def cases(split_name: str, regime: str, seed: int) -> list[EvalCase]:
+        return evaluation_cases(cube, split, split_name, regime, margin=e.margin_cells, seed=seed,
+                                max_windows=e.max_windows, min_cells=e.min_window_cells, masks=masks,
+                                region_draws=e.region_draws)
+
+    return [EvalSet(regime, cases("val", regime, e.seed + i), cases("test", regime, e.seed + 100 + i))
+            for i, regime in enumerate(REGIMES)]
 
 
 def pool(cases: list[EvalCase], predictions: Iterator[np.ndarray], n_species: int) -> Pooled:

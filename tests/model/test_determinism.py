@@ -18,14 +18,14 @@ def test_same_seed_same_metrics(tmp_path, tiny_config, tiny_arrays):
     assert first == second
 
 
-def test_resume_gives_the_same_model(tmp_path, tiny_config, tiny_arrays, monkeypatch):
+def _straight_and_resumed(exp, tmp_path, monkeypatch):
+    """Checkpoints of one uninterrupted run and of a run stopped at its 4th step, then resumed."""
     import pytest
     import torch
 
     import model.train as train_module
 
-    exp = open_experiment(tiny_config, cube=tiny_arrays)  # 4 steps, a checkpoint every 2
-    straight = torch.load(train_model(exp, "unet", 0, tmp_path / "straight", progress=False))["model"]
+    straight = torch.load(train_model(exp, "unet", 0, tmp_path / "straight", progress=False), weights_only=False)
     real_loss, calls = train_module.masked_loss, {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -39,9 +39,17 @@ def test_resume_gives_the_same_model(tmp_path, tiny_config, tiny_arrays, monkeyp
         train_model(exp, "unet", 0, tmp_path / "resumed", progress=False)
     assert (tmp_path / "resumed" / "unet" / "seed-0" / "checkpoint.pt").exists()
     monkeypatch.setattr(train_module, "masked_loss", real_loss)
-    resumed = torch.load(train_model(exp, "unet", 0, tmp_path / "resumed", progress=False))["model"]
-    for key, value in straight.items():
-        assert torch.equal(value, resumed[key]), key
+    resumed = torch.load(train_model(exp, "unet", 0, tmp_path / "resumed", progress=False), weights_only=False)
+    return straight, resumed
+
+
+def test_resume_gives_the_same_model(tmp_path, tiny_config, tiny_arrays, monkeypatch):
+    import torch
+
+    exp = open_experiment(tiny_config, cube=tiny_arrays)  # 4 steps, a checkpoint every 2
+    straight, resumed = _straight_and_resumed(exp, tmp_path, monkeypatch)
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
 
 
 def _with_selection(cfg):
@@ -76,26 +84,10 @@ def test_validation_selection_keeps_the_best_scored_weights(tmp_path, tiny_confi
 
 
 def test_resume_keeps_the_validation_selection(tmp_path, tiny_config, tiny_arrays, monkeypatch):
-    import pytest
     import torch
 
-    import model.train as train_module
-
     exp = open_experiment(_with_selection(tiny_config), cube=tiny_arrays)
-    straight = torch.load(train_model(exp, "unet", 0, tmp_path / "straight", progress=False), weights_only=False)
-    real_loss, calls = train_module.masked_loss, {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "masked_loss", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train_model(exp, "unet", 0, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(train_module, "masked_loss", real_loss)
-    resumed = torch.load(train_model(exp, "unet", 0, tmp_path / "resumed", progress=False), weights_only=False)
+    straight, resumed = _straight_and_resumed(exp, tmp_path, monkeypatch)
     assert resumed["selected_step"] == straight["selected_step"]
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
