@@ -51,6 +51,10 @@ class LossConfig:
     species_balance: float = 0.0
 
 
+#: The ways the prior skip may enter the logits (see ModelSpec.skip_transform).
+SKIP_TRANSFORMS = ("linear", "log")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One network to train: its architecture name, constructor parameters and optimiser schedule."""
@@ -63,6 +67,14 @@ class ModelSpec:
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     prior_skip: bool = False
+    #: How the prior skip enters the logits: "linear" adds w * feature; "log" adds w * log(1 + feature / 1e-3),
+    #: so that the skip alone is a logistic model in log densities (presence probability ~ a power of the
+    #: neighbourhood density), the scale on which the densities actually predict presence.
+    skip_transform: str = "linear"
+    #: Start from the prior: a per-species output bias initialised at the logit of the species' share of
+    #: covered train cells, and the body's output layer at zero, so that the untrained network is exactly the
+    #: skip (a logistic prior) and the body learns a residual on it.
+    residual_init: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,10 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     if unknown:
         raise ValueError(f"unknown top-level key(s) {unknown}; allowed: {sorted(allowed)}")
     models = {name: _build(ModelSpec, spec, f"models.{name}") for name, spec in (raw.get("models") or {}).items()}
+    for name, spec in models.items():
+        if spec.skip_transform not in SKIP_TRANSFORMS:
+            raise ValueError(f"models.{name}.skip_transform must be one of {list(SKIP_TRANSFORMS)}; "
+                             f"got {spec.skip_transform!r}")
     if "unet" not in models:
         raise ValueError(f"models must include 'unet' (the exported model); got {sorted(models)}")
     cfg = ExperimentConfig(

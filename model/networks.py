@@ -204,28 +204,59 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {"unet": ResUNet, "vit": PatchVi
 class M3Network(nn.Module):
     """Stem plus body: raw contract channels (N, C_in, H, W) to logits (N, S, H, W).
 
-    With ``prior_skip`` the logits also get a learned per-species linear term in the stem's
-    same-species density, co-occurrence prior and prior density (a shortcut from the strong
-    neighbourhood / co-occurrence features straight to the output, so the body learns a residual).
+    With ``prior_skip`` the logits also get a learned per-species term in each of the stem's derived
+    per-species features (same-species density, co-occurrence prior, prior density, ...): linear in the
+    feature, or with ``skip_transform="log"`` linear in ``log(1 + feature / 1e-3)`` (a logistic model in
+    log densities). The body then learns a residual on this shortcut from the neighbourhood features.
+    With ``base_logit`` (S,) the logits get a per-species bias starting there (the train prevalence's
+    logit), and the body's output layer starts at zero, so the untrained network is exactly the prior.
     """
 
-    def __init__(self, stem: InputStem, body: nn.Module, prior_skip: bool = False, skip_init: float = 3.0):
+    #: Densities below this count as "none" on the log skip's scale (one cell in a 31 x 31 square is ~1e-3).
+    LOG_EPS = 1e-3
+
+    def __init__(self, stem: InputStem, body: nn.Module, prior_skip: bool = False, skip_init: float | None = None,
+                 skip_transform: str = "linear", base_logit: torch.Tensor | None = None):
         super().__init__()
+        if skip_transform not in ("linear", "log"):
+            raise ValueError(f"skip_transform must be 'linear' or 'log'; got {skip_transform!r}")
         self.stem, self.body = stem, body
         self.multiple = int(cast(int, body.multiple))
         self.prior_skip = prior_skip
+        self.skip_log = skip_transform == "log"
         if prior_skip:
+            if skip_init is None:  # log features reach ~7: a quarter each keeps the initial logits moderate
+                skip_init = 0.25 if self.skip_log else 3.0
             self.skip_weight = nn.Parameter(torch.full((stem.n_derived, 1, stem.n_species, 1, 1), skip_init))
+        self.residual = base_logit is not None
+        if base_logit is not None:
+            self.base_logit = nn.Parameter(base_logit.reshape(1, stem.n_species, 1, 1).float().clone())
+            zero_output(body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits per species."""
         features = self.stem(x)
         logits = self.body(features)
+        if self.residual:
+            logits = logits + self.base_logit
         if self.prior_skip:
             c, s = self.stem.in_channels, self.stem.n_species
             for i in range(self.stem.n_derived):
-                logits = logits + self.skip_weight[i] * features[:, c + i * s:c + (i + 1) * s]
+                feature = features[:, c + i * s:c + (i + 1) * s]
+                if self.skip_log:
+                    feature = torch.log1p(feature * (1.0 / self.LOG_EPS))
+                logits = logits + self.skip_weight[i] * feature
         return logits
+
+
+def zero_output(body: nn.Module) -> None:
+    """Set a body's output layer (the UNet's 1x1 head, the ViT's patch decoder) to zero."""
+    layer = getattr(body, "head", None) or getattr(body, "decode", None)
+    if not isinstance(layer, nn.Conv2d | nn.Linear):
+        raise ValueError(f"{type(body).__name__} has no output layer to start at zero")
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 class ProbabilityModel(nn.Module):
@@ -242,9 +273,11 @@ class ProbabilityModel(nn.Module):
 
 def build_network(arch: str, params: dict, n_species: int, n_covariates: int, blur_radius: int,
                   cooccurrence: torch.Tensor | None = None, prior_skip: bool = False,
-                  context_radius: int = 0, extra_radii: tuple[int, ...] = ()) -> M3Network:
-    """Build a registered architecture behind the shared input stem."""
+                  context_radius: int = 0, extra_radii: tuple[int, ...] = (), skip_transform: str = "linear",
+                  base_logit: torch.Tensor | None = None) -> M3Network:
+    """Build a registered architecture behind the shared input stem (see :class:`M3Network` for the options)."""
     if arch not in NETWORKS:
         raise ValueError(f"architecture {arch!r} is unknown; known: {', '.join(sorted(NETWORKS))}")
     stem = InputStem(n_species, n_covariates, blur_radius, cooccurrence, context_radius, extra_radii)
-    return M3Network(stem, NETWORKS[arch](stem.out_channels, n_species, **params), prior_skip=prior_skip)
+    return M3Network(stem, NETWORKS[arch](stem.out_channels, n_species, **params), prior_skip=prior_skip,
+                     skip_transform=skip_transform, base_logit=base_logit)

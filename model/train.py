@@ -47,6 +47,13 @@ class Experiment:
         """P(s | j) over covered train cells (the prior baked into every network's stem)."""
         return cooccurrence_matrix(self.cube.labels, self.train_cells)
 
+    @property
+    def base_logit(self) -> np.ndarray:
+        """(S,) float32 logit of each species' share of covered train cells (clipped away from 0 and 1)."""
+        share = self.cube.labels[:, self.train_cells].mean(axis=1, dtype=np.float64)
+        share = np.clip(share, 1e-5, 1 - 1e-5)
+        return np.log(share / (1 - share)).astype(np.float32)
+
 
 def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeArrays | None = None) -> Experiment:
     """Load the cube named by the config (relative to ``base``) and make the block split."""
@@ -65,9 +72,11 @@ def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeA
 def new_network(exp: Experiment, arch: str) -> M3Network:
     """The untrained network of one architecture for this experiment."""
     spec = exp.cfg.models[arch]
+    base_logit = torch.from_numpy(exp.base_logit) if spec.residual_init else None
     return build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
                          exp.cfg.train.blur_radius, torch.from_numpy(exp.cooccurrence), prior_skip=spec.prior_skip,
-                         context_radius=exp.cfg.train.context_radius, extra_radii=exp.cfg.train.extra_radii)
+                         context_radius=exp.cfg.train.context_radius, extra_radii=exp.cfg.train.extra_radii,
+                         skip_transform=spec.skip_transform, base_logit=base_logit)
 
 
 def model_dir(run_dir: Path, arch: str, seed: int) -> Path:

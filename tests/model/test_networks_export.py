@@ -95,3 +95,53 @@ def test_stem_extra_radii_are_the_neighbourhood_baselines_densities():
                                    atol=2e-3)
     with pytest.raises(ValueError, match="radii must be positive"):
         InputStem(3, 2, 2, co, extra_radii=(0,))
+
+
+@pytest.mark.parametrize("arch,params", [("unet", {"width": 4, "depth": 2}), ("vit", {"patch": 4, "embed_dim": 16,
+                                                                                     "layers": 1, "heads": 2})])
+def test_residual_init_starts_as_the_log_prior(arch, params):
+    """With residual_init the untrained body adds nothing: logits = bias + sum_i w_i log(1 + f_i / eps)."""
+    from model.networks import M3Network
+
+    torch.manual_seed(0)
+    base = torch.tensor([-5.0, -4.0, -3.0])
+    net = build_network(arch, params, 3, 2, blur_radius=2, cooccurrence=torch.rand(3, 3), prior_skip=True,
+                        context_radius=6, skip_transform="log", base_logit=base).eval()
+    x = torch.from_numpy(_inputs(np.random.default_rng(4), 2, 16))
+    with torch.no_grad():
+        logits = net(x)
+        features = net.stem(x)
+    c, s = net.stem.in_channels, 3
+    expected = base.reshape(1, 3, 1, 1).expand(2, 3, 16, 16).clone()
+    for i in range(net.stem.n_derived):
+        expected += 0.25 * torch.log1p(features[:, c + i * s:c + (i + 1) * s] / M3Network.LOG_EPS)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    empty = torch.zeros(1, 10, 16, 16)  # nothing visible anywhere, nothing hidden: exactly the base rate
+    with torch.no_grad():
+        torch.testing.assert_close(net(empty)[0, :, 8, 8], base)
+
+
+def test_log_skip_residual_network_exports_to_onnx(tmp_path):
+    torch.manual_seed(1)
+    net = build_network("unet", {"width": 8, "depth": 3}, 3, 2, blur_radius=2, cooccurrence=torch.rand(3, 3),
+                        prior_skip=True, context_radius=6, skip_transform="log",
+                        base_logit=torch.tensor([-5.0, -4.0, -3.0]))
+    with torch.no_grad():  # a trained body: non-zero output layer
+        net.body.head.weight.normal_(0, 0.1)
+    net.train()
+    net(torch.from_numpy(np.nan_to_num(_inputs(np.random.default_rng(1), 4, 32))))
+    net.eval()
+    path = tmp_path / "model.onnx"
+    export_onnx(net, path, 10, size=32)
+    rng = np.random.default_rng(5)
+    for size, n in ((32, 1), (56, 4)):
+        assert onnx_parity(net, path, _inputs(rng, n, size)) <= 1e-4
+
+
+def test_unknown_skip_transform_is_a_clear_error():
+    from model.config import config_from_dict
+
+    with pytest.raises(ValueError, match="skip_transform must be one of"):
+        config_from_dict({"models": {"unet": {"skip_transform": "sqrt"}}})
+    with pytest.raises(ValueError, match="skip_transform must be"):
+        build_network("unet", {"width": 4, "depth": 2}, 3, 2, blur_radius=2, skip_transform="sqrt")
