@@ -33,6 +33,10 @@ class MaskConfig:
 
     regime_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     species_fraction: float = 0.5
+    #: The share of species hidden in the mixed regime (with a region); None: species_fraction. The
+    #: evaluation hides one species in the species regime and half of them in the mixed regime, which
+    #: species_fraction ~0.1 and mixed_species_fraction 0.5 mirror.
+    mixed_species_fraction: float | None = None
     region_fraction: float = 0.5
     region_min_cells: int = 8
     region_max_cells: int = 64

@@ -18,9 +18,10 @@ class MaskGenerator:
             raise ValueError(f"masking.regime_weights must be three non-negative weights for {REGIMES}")
         self.regime_p = weights / weights.sum()
 
-    def hidden_species(self, rng: np.random.Generator) -> np.ndarray:
-        """A boolean (S,) draw of hidden species, each with probability species_fraction, at least one."""
-        hide = rng.random(self.n_species) < self.cfg.species_fraction
+    def hidden_species(self, rng: np.random.Generator, fraction: float | None = None) -> np.ndarray:
+        """A boolean (S,) draw of hidden species, each with probability ``fraction`` (default
+        species_fraction), at least one."""
+        hide = rng.random(self.n_species) < (self.cfg.species_fraction if fraction is None else fraction)
         if not hide.any():
             hide[rng.integers(self.n_species)] = True
         return hide
@@ -43,8 +44,10 @@ class MaskGenerator:
         """One training mask: the regime drawn and the hidden cells (S, H, W) bool."""
         regime = REGIMES[int(rng.choice(3, p=self.regime_p))]
         hidden = np.zeros((self.n_species, *shape), dtype=bool)
-        if regime in ("species", "mixed"):
+        if regime == "species":
             hidden[self.hidden_species(rng)] = True
+        elif regime == "mixed":
+            hidden[self.hidden_species(rng, self.cfg.mixed_species_fraction)] = True
         if regime in ("region", "mixed"):
             hidden |= self.hidden_region(rng, shape)[None]
         return regime, hidden

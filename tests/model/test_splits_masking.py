@@ -38,6 +38,23 @@ def test_species_regime_hides_whole_layers():
         assert per_layer.any()
 
 
+def test_mixed_regime_has_its_own_species_fraction():
+    """species_fraction 0.1 hides about one species of ten; mixed_species_fraction 0.5 about half with a region."""
+    cfg = MaskConfig(regime_weights=(1.0, 0.0, 1.0), species_fraction=0.1, mixed_species_fraction=0.5,
+                     region_min_cells=4, region_max_cells=8)
+    gen = MaskGenerator(cfg, n_species=10)
+    rng = np.random.default_rng(2)
+    counts: dict[str, list[int]] = {"species": [], "mixed": []}
+    for _ in range(400):
+        regime, hidden = gen.sample(rng, (16, 16))
+        counts[regime].append(int(hidden.reshape(10, -1).all(axis=1).sum()))
+    assert 1.0 <= np.mean(counts["species"]) < 1.6 and min(counts["species"]) >= 1
+    assert 4.5 < np.mean(counts["mixed"]) < 5.5
+    same = MaskGenerator(MaskConfig(regime_weights=(0.0, 0.0, 1.0), species_fraction=0.1, region_min_cells=4,
+                                    region_max_cells=8), n_species=10)  # no mixed fraction: species_fraction
+    assert np.mean([same.sample(rng, (16, 16))[1].reshape(10, -1).all(axis=1).sum() for _ in range(200)]) < 1.6
+
+
 def test_region_regime_hides_all_species_in_rectangles():
     gen = MaskGenerator(MaskConfig(regime_weights=(0.0, 1.0, 0.0), region_fraction=0.4, region_min_cells=4,
                                    region_max_cells=8), n_species=3)
