@@ -19,8 +19,10 @@ class MaskGenerator:
         self.regime_p = weights / weights.sum()
 
     def hidden_species(self, rng: np.random.Generator, fraction: float | None = None) -> np.ndarray:
-        """A boolean (S,) draw of hidden species, each with probability ``fraction`` (default
-        species_fraction), at least one."""
+        """A boolean (S,) draw of hidden species, each with probability ``fraction``, at least one.
+
+        ``fraction`` defaults to species_fraction.
+        """
         hide = rng.random(self.n_species) < (self.cfg.species_fraction if fraction is None else fraction)
         if not hide.any():
             hide[rng.integers(self.n_species)] = True
