@@ -32,7 +32,8 @@ from model.train import open_experiment  # noqa: E402
 RADII = (4, 8, 16, 32, 64)
 
 
-def features(labels: np.ndarray, hidden: np.ndarray, cov: np.ndarray, co: np.ndarray) -> dict[str, np.ndarray]:
+def features(labels: np.ndarray, hidden: np.ndarray, cov: np.ndarray, co: np.ndarray,
+             names: list[str]) -> dict[str, np.ndarray]:
     """Named (S, H, W) features of one window."""
     s = labels.shape[0]
     known = (~hidden).astype(np.float64)
@@ -44,8 +45,8 @@ def features(labels: np.ndarray, hidden: np.ndarray, cov: np.ndarray, co: np.nda
         out[f"same-species density r={r}"] = neighbourhood_density(visible, known, r)
         out[f"any-species density r={r}"] = np.repeat(neighbourhood_density(any_visible, any_known, r)[None], s, 0)
         out[f"prior density r={r}"] = neighbourhood_density(prior, np.repeat(any_known[None], s, 0), r)
-    for k in range(cov.shape[0]):
-        out[f"covariate {k}"] = np.repeat(np.nan_to_num(cov[k])[None], s, 0)
+    for k, name in enumerate(names):
+        out[f"covariate {name}"] = np.repeat(np.nan_to_num(cov[k])[None], s, 0)
     return out
 
 
@@ -70,7 +71,7 @@ def main() -> None:
 
     def case_features(case):  # noqa: ANN001, ANN202
         (r0, c0), (h, w) = case.origin, case.labels.shape[1:]
-        return features(case.labels, case.hidden, cube.cov[:, r0:r0 + h, c0:c0 + w], co)
+        return features(case.labels, case.hidden, cube.cov[:, r0:r0 + h, c0:c0 + w], co, cube.covariates)
 
     rng = np.random.default_rng(args.seed)
     masks = MaskGenerator(dataclasses.replace(cfg.masking, regime_weights=(0.0, 1.0, 1.0)), s)
@@ -79,7 +80,8 @@ def main() -> None:
     for _ in range(args.patches):
         x, y, m = sampler.patch(rng)
         hidden = x[s:2 * s] > 0
-        d = design(features(y.astype(np.uint8), hidden, x[2 * s:2 * s + len(cube.covariates)], co), s)
+        d = design(features(y.astype(np.uint8), hidden, x[2 * s:2 * s + len(cube.covariates)], co,
+                            cube.covariates), s)
         xs.append(d[m > 0])
         ys.append(y[m > 0])
     x_all, y_all = np.concatenate(xs), np.concatenate(ys)
