@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.config import SKIP_TRANSFORMS
+
 
 class InputStem(nn.Module):
     """Raw contract channels to network features, inside the graph.
@@ -218,8 +220,8 @@ class M3Network(nn.Module):
     def __init__(self, stem: InputStem, body: nn.Module, prior_skip: bool = False, skip_init: float | None = None,
                  skip_transform: str = "linear", base_logit: torch.Tensor | None = None):
         super().__init__()
-        if skip_transform not in ("linear", "log"):
-            raise ValueError(f"skip_transform must be 'linear' or 'log'; got {skip_transform!r}")
+        if skip_transform not in SKIP_TRANSFORMS:
+            raise ValueError(f"skip_transform must be one of {list(SKIP_TRANSFORMS)}; got {skip_transform!r}")
         self.stem, self.body = stem, body
         self.multiple = int(cast(int, body.multiple))
         self.prior_skip = prior_skip
