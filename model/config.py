@@ -98,6 +98,12 @@ class TrainConfig:
     #: and keep the weights with the best score (the geometric mean over regimes of the mean AUPRC) as the
     #: model; 0 keeps the last weights. Test blocks are never looked at.
     select_every: int = 0
+    #: Against spatial memorisation (the network learning where deposits lie in the train blocks from the
+    #: local pattern of covariates and visible sites, which does not carry over to held-out blocks): each
+    #: training patch gets a random one of the 8 flips and quarter turns of the square ...
+    augment: bool = False
+    #: ... and Gaussian noise of this std (in the cube's normalised covariate units) on its covariates.
+    covariate_noise: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,19 @@ class Batch:
 
 
 class PatchSampler:
-    """Patches centred on random covered train cells; non-train cells are hidden, never zeros."""
+    """Patches centred on random covered train cells; non-train cells are hidden, never zeros.
 
-    def __init__(self, cube: CubeArrays, split: BlockSplit, masks: MaskGenerator, patch_cells: int) -> None:
+    With ``augment`` each patch is turned by a random one of the 8 symmetries of the square (flips and
+    quarter turns); with ``covariate_noise`` > 0 its covariates get Gaussian noise of that std. Both draw
+    from the generator only when on, so runs without them draw the same patches as before.
+    """
+
+    def __init__(self, cube: CubeArrays, split: BlockSplit, masks: MaskGenerator, patch_cells: int,
+                 augment: bool = False, covariate_noise: float = 0.0) -> None:
+        if covariate_noise < 0:
+            raise ValueError(f"train.covariate_noise must be >= 0; got {covariate_noise}")
         self.cube, self.split, self.masks, self.size = cube, split, masks, patch_cells
+        self.augment, self.covariate_noise = augment, float(covariate_noise)
         rows, cols = np.nonzero((split.cell_split == TRAIN) & cube.coverage)
         if rows.size == 0:
             raise ValueError("no covered train cells: check the coverage layer and data.split_fractions")
@@ -47,14 +56,29 @@ class PatchSampler:
         _, hidden = self.masks.sample(rng, cells.shape)
         outside_train = (cells == VAL) | (cells == TEST) | (cells == BUFFER)
         hidden |= outside_train[None]
-        x = assemble_inputs(labels, hidden, self.cube.cov[:, win[0], win[1]], self.cube.valid[:, win[0], win[1]])
+        cov = self.cube.cov[:, win[0], win[1]]
+        if self.covariate_noise > 0:  # NaN (no data) stays NaN
+            cov = cov + rng.normal(0.0, self.covariate_noise, size=cov.shape).astype(np.float32)
+        x = assemble_inputs(labels, hidden, cov, self.cube.valid[:, win[0], win[1]])
         loss_mask = hidden & ((cells == TRAIN) & self.cube.coverage[win])[None]
-        return x, labels.astype(np.float32), loss_mask.astype(np.float32)
+        y = labels.astype(np.float32)
+        if self.augment:
+            k, flip = int(rng.integers(4)), bool(rng.integers(2))
+            x, y, loss_mask = (symmetry(a, k, flip) for a in (x, y, loss_mask))
+        return x, y, loss_mask.astype(np.float32)
 
     def batch(self, rng: np.random.Generator, size: int) -> Batch:
         """A batch of patches."""
         parts = [self.patch(rng) for _ in range(size)]
         return Batch(*(np.stack(p) for p in zip(*parts, strict=True)))
+
+
+def symmetry(a: np.ndarray, quarter_turns: int, flip: bool) -> np.ndarray:
+    """(C, H, W) turned by ``quarter_turns`` x 90 degrees, then mirrored left-right if ``flip`` (a copy)."""
+    a = np.rot90(a, quarter_turns, axes=(1, 2))
+    if flip:
+        a = a[:, :, ::-1]
+    return np.ascontiguousarray(a)
 
 
 @dataclass

@@ -187,7 +187,7 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         log_path.unlink(missing_ok=True)
         selection_path.unlink(missing_ok=True)
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(cfg.masking, len(exp.cube.species)),
-                           cfg.data.patch_cells)
+                           cfg.data.patch_cells, augment=cfg.train.augment, covariate_noise=cfg.train.covariate_noise)
     weight = None
     if cfg.loss.species_balance:
         w = species_weights(exp.cube.labels, exp.train_cells, cfg.loss.species_balance)
