@@ -18,6 +18,7 @@ class DataConfig:
 
     cube: str = "cube"
     species: tuple[str, ...] | None = None
+    #: The covariates to feed, by name; None (the default) feeds all of the cube's, [] none of them.
     covariates: tuple[str, ...] | None = None
     block_cells: int = 64
     buffer_cells: int = 4

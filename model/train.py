@@ -62,7 +62,7 @@ def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeA
         if not cube_dir.is_absolute() and base is not None:
             cube_dir = base / cube_dir
         cube = load_cube(cube_dir, list(cfg.data.species) if cfg.data.species else None,
-                         list(cfg.data.covariates) if cfg.data.covariates else None)
+                         list(cfg.data.covariates) if cfg.data.covariates is not None else None)
     d = cfg.data
     split = make_block_split(cube.coverage, d.block_cells, d.buffer_cells, d.split_fractions, d.split_seed,
                              d.min_block_coverage)

@@ -145,3 +145,21 @@ def test_unknown_skip_transform_is_a_clear_error():
         config_from_dict({"models": {"unet": {"skip_transform": "sqrt"}}})
     with pytest.raises(ValueError, match="skip_transform must be"):
         build_network("unet", {"width": 4, "depth": 2}, 3, 2, blur_radius=2, skip_transform="sqrt")
+
+
+def test_an_empty_covariate_list_trains_on_the_site_layers_alone(tiny_cube_dir, tiny_raw):
+    """``data.covariates: []`` means no covariates (not all of them): the inputs are the species channels."""
+    from model.config import config_from_dict
+    from model.train import new_network, open_experiment
+
+    raw = dict(tiny_raw, data=dict(tiny_raw["data"], cube=str(tiny_cube_dir), covariates=[]))
+    exp = open_experiment(config_from_dict(raw))
+    n_s = len(exp.cube.species)
+    assert exp.cube.covariates == [] and exp.cube.cov.shape[0] == 0 and exp.cube.valid.shape[0] == 0
+    net = new_network(exp, "unet").eval()
+    assert net.stem.in_channels == 2 * n_s
+    with torch.no_grad():
+        out = net(torch.zeros(1, 2 * n_s, 32, 32))
+    assert out.shape == (1, n_s, 32, 32) and torch.all(torch.isfinite(out))
+    everything = open_experiment(config_from_dict(dict(tiny_raw, data=dict(tiny_raw["data"], cube=str(tiny_cube_dir)))))
+    assert everything.cube.covariates, "leaving covariates out still means all of them"
