@@ -99,3 +99,16 @@ def test_baselines_score_cases(tiny_arrays):
         assert pred.shape == cases[0].hidden.shape and np.all(np.isfinite(pred))
     species = evaluation_cases(tiny_arrays, split, "test", "species", margin=8, seed=0, max_windows=1, min_cells=10)
     assert np.all(KrigingBaseline("spherical", 30, 0).predict(species[0]) == 0)
+
+
+def test_evaluation_cases_can_be_cut_from_train_blocks(tiny_arrays):
+    """Train-block cases (for the memorisation check) score train cells only."""
+    split = make_block_split(tiny_arrays.coverage, 16, 1, (0.5, 0.25, 0.25), seed=0)
+    cases = evaluation_cases(tiny_arrays, split, "train", "region", margin=8, seed=0, max_windows=10, min_cells=10)
+    assert cases
+    for case in cases:
+        r0, c0 = case.origin
+        cells = split.cell_split[r0:r0 + 32, c0:c0 + 32]
+        assert np.all(cells[case.scored.any(axis=0)] == TRAIN)
+    with pytest.raises(KeyError):
+        evaluation_cases(tiny_arrays, split, "buffer", "region", margin=8, seed=0, max_windows=10, min_cells=10)
