@@ -102,7 +102,10 @@ def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regim
     ``region_draws`` > 0 hides random rectangles inside each block (``masks`` draws them) in that many
     region or mixed cases per block instead of the whole block (see :func:`evaluation_masks`).
     """
-    code = {"train": TRAIN, "val": VAL, "test": TEST}[split_name]
+    codes = {"train": TRAIN, "val": VAL, "test": TEST}
+    if split_name not in codes:
+        raise ValueError(f"split {split_name!r} is unknown; known: {', '.join(codes)}")
+    code = codes[split_name]
     b, (h, w) = split.block_cells, cube.shape
     size = b + 2 * margin
     rng = np.random.default_rng(seed)

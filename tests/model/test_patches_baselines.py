@@ -110,5 +110,5 @@ def test_evaluation_cases_can_be_cut_from_train_blocks(tiny_arrays):
         r0, c0 = case.origin
         cells = split.cell_split[r0:r0 + 32, c0:c0 + 32]
         assert np.all(cells[case.scored.any(axis=0)] == TRAIN)
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="split 'buffer' is unknown"):
         evaluation_cases(tiny_arrays, split, "buffer", "region", margin=8, seed=0, max_windows=10, min_cells=10)
