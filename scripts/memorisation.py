@@ -6,7 +6,7 @@ and prints each run's mean AUPRC over species on both. A network that generalise
 trains; one that learns where deposits lie in the train blocks gains on train blocks only. Test blocks
 are never looked at.
 
-    .venv/bin/python scripts/memorisation.py RUN [RUN ...] [--windows 40] [--seed 7]
+    .venv/bin/python scripts/memorisation.py RUN [RUN ...] [--seed 0] [--windows 40] [--case-seed 7]
 
 Each RUN is a run folder of `m3 train` (its `config.yaml` says the cube and inputs) with a UNet seed:
 its `final.pt`, or the latest `checkpoint.pt` while it still trains.
@@ -26,7 +26,7 @@ from model.config import load_config  # noqa: E402
 from model.evaluate import mean_auprc, network_predictor, pool  # noqa: E402
 from model.masking import MaskGenerator  # noqa: E402
 from model.patches import evaluation_cases  # noqa: E402
-from model.train import load_trained, model_dir, open_experiment  # noqa: E402
+from model.train import model_dir, new_network, open_experiment  # noqa: E402
 
 
 def main() -> None:
@@ -48,8 +48,10 @@ def main() -> None:
         path = folder / "final.pt" if (folder / "final.pt").exists() else folder / "checkpoint.pt"
         if not path.exists():
             raise SystemExit(f"{folder} has neither final.pt nor checkpoint.pt")
-        step = torch.load(path, weights_only=False, map_location="cpu").get("step")
-        predict = network_predictor(exp, load_trained(exp, args.arch, path))
+        checkpoint = torch.load(path, weights_only=False, map_location="cpu")
+        net = new_network(exp, args.arch)
+        net.load_state_dict(checkpoint["model"])
+        predict = network_predictor(exp, net.eval())
         masks = MaskGenerator(cfg.masking, len(exp.cube.species))
         scores = []
         for split in ("train", "val"):
@@ -57,7 +59,7 @@ def main() -> None:
                                      seed=args.case_seed, max_windows=args.windows,
                                      min_cells=cfg.eval.min_window_cells, masks=masks)
             scores.append(mean_auprc(pool(cases, predict(cases), len(exp.cube.species))))
-        print(f"| {run} | {step} | {scores[0]:.4f} | {scores[1]:.4f} |", flush=True)
+        print(f"| {run} | {checkpoint.get('step')} | {scores[0]:.4f} | {scores[1]:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

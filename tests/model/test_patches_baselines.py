@@ -66,14 +66,16 @@ def test_covariate_noise_must_not_be_negative(tiny_arrays):
         PatchSampler(tiny_arrays, split, MaskGenerator(MaskConfig(), 3), 32, covariate_noise=-1.0)
 
 
-def test_evaluation_cases_score_covered_cells_of_the_split(tiny_arrays):
+@pytest.mark.parametrize(("split_name", "code"), [("test", TEST), ("train", TRAIN)])
+def test_evaluation_cases_score_covered_cells_of_the_split(tiny_arrays, split_name, code):
+    """Test-block cases, and train-block ones (for the memorisation check), score that split's cells only."""
     split = make_block_split(tiny_arrays.coverage, 16, 1, (0.5, 0.25, 0.25), seed=0)
-    cases = evaluation_cases(tiny_arrays, split, "test", "region", margin=8, seed=0, max_windows=10, min_cells=10)
+    cases = evaluation_cases(tiny_arrays, split, split_name, "region", margin=8, seed=0, max_windows=10, min_cells=10)
     assert cases
     for case in cases:
         r0, c0 = case.origin
         cells = split.cell_split[r0:r0 + 32, c0:c0 + 32]
-        assert np.all(cells[case.scored.any(axis=0)] == TEST)
+        assert np.all(cells[case.scored.any(axis=0)] == code)
         assert np.all(case.covered[case.scored.any(axis=0)])
         assert np.all(case.hidden[case.scored])
         assert case_inputs(tiny_arrays, case).shape == (10, 32, 32)
@@ -101,14 +103,7 @@ def test_baselines_score_cases(tiny_arrays):
     assert np.all(KrigingBaseline("spherical", 30, 0).predict(species[0]) == 0)
 
 
-def test_evaluation_cases_can_be_cut_from_train_blocks(tiny_arrays):
-    """Train-block cases (for the memorisation check) score train cells only."""
+def test_evaluation_cases_refuse_an_unknown_split(tiny_arrays):
     split = make_block_split(tiny_arrays.coverage, 16, 1, (0.5, 0.25, 0.25), seed=0)
-    cases = evaluation_cases(tiny_arrays, split, "train", "region", margin=8, seed=0, max_windows=10, min_cells=10)
-    assert cases
-    for case in cases:
-        r0, c0 = case.origin
-        cells = split.cell_split[r0:r0 + 32, c0:c0 + 32]
-        assert np.all(cells[case.scored.any(axis=0)] == TRAIN)
     with pytest.raises(ValueError, match="split 'buffer' is unknown"):
         evaluation_cases(tiny_arrays, split, "buffer", "region", margin=8, seed=0, max_windows=10, min_cells=10)
