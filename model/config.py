@@ -80,6 +80,10 @@ class ModelSpec:
     #: covered train cells, and the body's output layer at zero, so that the untrained network is exactly the
     #: skip (a logistic prior) and the body learns a residual on it.
     residual_init: bool = False
+    #: Keep an exponential moving average of the weights (and BatchNorm statistics) with this decay per step,
+    #: and make the average the trained model (0: the last weights). An average over the last ~1 / (1 - decay)
+    #: steps is smoother than any one step's weights; the last weights are kept in the checkpoint too.
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,8 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
         if spec.skip_transform not in SKIP_TRANSFORMS:
             raise ValueError(f"models.{name}.skip_transform must be one of {list(SKIP_TRANSFORMS)}; "
                              f"got {spec.skip_transform!r}")
+        if not 0.0 <= spec.ema_decay < 1.0:
+            raise ValueError(f"models.{name}.ema_decay must be in [0, 1); got {spec.ema_decay!r}")
     if "unet" not in models:
         raise ValueError(f"models must include 'unet' (the exported model); got {sorted(models)}")
     cfg = ExperimentConfig(

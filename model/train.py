@@ -152,7 +152,8 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
 
     Runs on CUDA when available (the paper config), else on CPU, where it is bit-for-bit deterministic.
     With ``train.select_every`` the saved model is the validation-best of the scored steps
-    (``selection.csv`` logs every score).
+    (``selection.csv`` logs every score). With the model's ``ema_decay`` the saved model is the moving
+    average of the weights (the last weights are kept under ``last_weights``), and selection scores the average.
     """
     cfg, spec = exp.cfg, exp.cfg.models[arch]
     torch.set_num_threads(cfg.train.threads)
@@ -166,6 +167,11 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = new_network(exp, arch).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    ema = None
+    if spec.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay), use_buffers=True)
     rng = np.random.default_rng(seed)
     step = 0
     select_every = cfg.train.select_every
@@ -175,6 +181,8 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         state = torch.load(ckpt_path, weights_only=False, map_location=device)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"].cpu())
         step = int(state["step"])
@@ -199,6 +207,7 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         if new_log:
             writer.writeheader()
         net.train()
+        scored = net if ema is None else ema.module  # what validation selection scores and the model keeps
         started = time.perf_counter()
         bar = tqdm(total=spec.steps, initial=step, desc=f"{arch} seed {seed}", unit="step",
                    disable=None if progress else True)
@@ -221,6 +230,8 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if ema is not None:
+                    ema.update_parameters(net)
                 step += 1
                 bar.update(1)
                 if step % cfg.train.log_every == 0 or step == spec.steps:
@@ -230,17 +241,21 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
                     fh.flush()
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
                 if selector is not None and (step % select_every == 0 or step == spec.steps):
-                    _log_selection(selection_path, step, *selector.update(net, step))
+                    _log_selection(selection_path, step, *selector.update(scored, step))
                 if step % cfg.train.checkpoint_every == 0 and step < spec.steps:
                     _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                   "numpy_rng": next_state, "torch_rng": torch.get_rng_state(),
+                                  "ema": ema.state_dict() if ema is not None else None,
                                   "selection": selector.state() if selector is not None else None}, ckpt_path)
             bar.close()
     weights = {k: v.cpu() for k, v in net.state_dict().items()}
     extra: dict = {}
+    if ema is not None:
+        extra["last_weights"] = weights
+        weights = {k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()}
     if selector is not None and selector.best_state is not None:
         weights = selector.best_state
-        extra = {"selected_step": selector.best_step, "validation_score": selector.best_score}
+        extra |= {"selected_step": selector.best_step, "validation_score": selector.best_score}
         log.info("%s seed %d: keeping the weights of step %d (validation score %.4f)", arch, seed,
                  selector.best_step, selector.best_score)
     _save_atomic({"model": weights, "arch": arch, "seed": seed, "step": step, "config": cfg.to_dict(), **extra}, final)

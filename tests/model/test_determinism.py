@@ -95,3 +95,42 @@ def test_resume_keeps_the_validation_selection(tmp_path, tiny_config, tiny_array
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
     log_rows = (tmp_path / "resumed" / "unet" / "seed-0" / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in log_rows[1:]] == ["1", "2", "3", "4"]  # no step logged twice
+
+
+def _with_ema(cfg, decay: float = 0.5):
+    from model.config import config_from_dict
+
+    raw = cfg.to_dict()
+    raw["models"]["unet"]["ema_decay"] = decay
+    return config_from_dict(raw)
+
+
+def test_moving_average_is_the_saved_model(tmp_path, tiny_config, tiny_arrays):
+    import torch
+
+    exp = open_experiment(_with_ema(tiny_config), cube=tiny_arrays)
+    saved = torch.load(train_model(exp, "unet", 0, tmp_path / "ema", progress=False), weights_only=False)
+    # the last weights are those of the same run without the average (the average does not steer training)
+    plain = torch.load(train_model(open_experiment(tiny_config, cube=tiny_arrays), "unet", 0, tmp_path / "plain",
+                                   progress=False), weights_only=False)
+    for key, value in plain["model"].items():
+        assert torch.equal(value, saved["last_weights"][key]), key
+    # and the saved model is their average, not the last step's weights
+    floats = [k for k, v in saved["model"].items() if v.is_floating_point() and "running" not in k]
+    assert any(not torch.equal(saved["model"][k], saved["last_weights"][k]) for k in floats)
+
+
+def test_resume_keeps_the_moving_average(tmp_path, tiny_config, tiny_arrays, monkeypatch):
+    import torch
+
+    exp = open_experiment(_with_ema(tiny_config), cube=tiny_arrays)
+    straight, resumed = _straight_and_resumed(exp, tmp_path, monkeypatch)
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_moving_average_decay_is_checked(tiny_config):
+    import pytest
+
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        _with_ema(tiny_config, 1.0)
