@@ -84,6 +84,10 @@ class ModelSpec:
     #: and make the average the trained model (0: the last weights). An average over the last ~1 / (1 - decay)
     #: steps is smoother than any one step's weights; the last weights are kept in the checkpoint too.
     ema_decay: float = 0.0
+    #: At inference (evaluation, validation selection and the exported graph), average the logits of each window
+    #: and of its up-down, left-right and double flips: four passes per prediction. Training is unchanged; pair it
+    #: with ``train.augment`` so that the network has seen flipped patches.
+    flip_average: bool = False
 
 
 @dataclass(frozen=True)

@@ -218,8 +218,9 @@ class M3Network(nn.Module):
     LOG_EPS = 1e-3
 
     def __init__(self, stem: InputStem, body: nn.Module, prior_skip: bool = False, skip_init: float | None = None,
-                 skip_transform: str = "linear", base_logit: torch.Tensor | None = None):
+                 skip_transform: str = "linear", base_logit: torch.Tensor | None = None, flip_average: bool = False):
         super().__init__()
+        self.flip_average = flip_average
         if skip_transform not in SKIP_TRANSFORMS:
             raise ValueError(f"skip_transform must be one of {list(SKIP_TRANSFORMS)}; got {skip_transform!r}")
         self.stem, self.body = stem, body
@@ -236,7 +237,17 @@ class M3Network(nn.Module):
             zero_output(body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits per species."""
+        """Logits per species; with ``flip_average``, in eval mode (and so in the exported graph), the mean of
+        the logits of the window and of its three flips (up-down, left-right, both), each flipped back."""
+        if self.flip_average and not self.training:
+            total = self._logits(x)
+            for dims in ([-1], [-2], [-2, -1]):
+                total = total + self._logits(x.flip(dims)).flip(dims)
+            return total * 0.25
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits per species of one window as it is."""
         features = self.stem(x)
         logits = self.body(features)
         if self.residual:
@@ -276,10 +287,10 @@ class ProbabilityModel(nn.Module):
 def build_network(arch: str, params: dict, n_species: int, n_covariates: int, blur_radius: int,
                   cooccurrence: torch.Tensor | None = None, prior_skip: bool = False,
                   context_radius: int = 0, extra_radii: tuple[int, ...] = (), skip_transform: str = "linear",
-                  base_logit: torch.Tensor | None = None) -> M3Network:
+                  base_logit: torch.Tensor | None = None, flip_average: bool = False) -> M3Network:
     """Build a registered architecture behind the shared input stem (see :class:`M3Network` for the options)."""
     if arch not in NETWORKS:
         raise ValueError(f"architecture {arch!r} is unknown; known: {', '.join(sorted(NETWORKS))}")
     stem = InputStem(n_species, n_covariates, blur_radius, cooccurrence, context_radius, extra_radii)
     return M3Network(stem, NETWORKS[arch](stem.out_channels, n_species, **params), prior_skip=prior_skip,
-                     skip_transform=skip_transform, base_logit=base_logit)
+                     skip_transform=skip_transform, base_logit=base_logit, flip_average=flip_average)

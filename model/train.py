@@ -76,7 +76,8 @@ def new_network(exp: Experiment, arch: str) -> M3Network:
     return build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
                          exp.cfg.train.blur_radius, torch.from_numpy(exp.cooccurrence), prior_skip=spec.prior_skip,
                          context_radius=exp.cfg.train.context_radius, extra_radii=exp.cfg.train.extra_radii,
-                         skip_transform=spec.skip_transform, base_logit=base_logit)
+                         skip_transform=spec.skip_transform, base_logit=base_logit,
+                         flip_average=spec.flip_average)
 
 
 def model_dir(run_dir: Path, arch: str, seed: int) -> Path:

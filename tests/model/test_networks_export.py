@@ -138,6 +138,27 @@ def test_log_skip_residual_network_exports_to_onnx(tmp_path):
         assert onnx_parity(net, path, _inputs(rng, n, size)) <= 1e-4
 
 
+def test_flip_average_is_flip_equivariant_and_exports(tmp_path):
+    torch.manual_seed(2)
+    net = build_network("unet", {"width": 8, "depth": 2}, 3, 2, blur_radius=2, cooccurrence=torch.rand(3, 3),
+                        prior_skip=True, context_radius=6, flip_average=True)
+    x = torch.from_numpy(_inputs(np.random.default_rng(2), 2, 32))
+    net.train()
+    net(torch.nan_to_num(x))  # BatchNorm statistics away from their initial values
+    net.eval()
+    with torch.no_grad():
+        plain = net._logits(x)
+        averaged = net(x)
+        for dims in ([-1], [-2], [-2, -1]):  # a flipped window gives the flipped prediction
+            torch.testing.assert_close(net(x.flip(dims)).flip(dims), averaged, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(plain, averaged, atol=1e-4)  # a plain UNet is not: the average changes it
+    path = tmp_path / "model.onnx"
+    export_onnx(net, path, 10, size=32)
+    rng = np.random.default_rng(6)
+    for size, n in ((32, 1), (48, 4)):
+        assert onnx_parity(net, path, _inputs(rng, n, size)) <= 1e-4
+
+
 def test_unknown_skip_transform_is_a_clear_error():
     from model.config import config_from_dict
 
