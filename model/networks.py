@@ -237,8 +237,11 @@ class M3Network(nn.Module):
             zero_output(body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits per species; with ``flip_average``, in eval mode (and so in the exported graph), the mean of
-        the logits of the window and of its three flips (up-down, left-right, both), each flipped back."""
+        """Logits per species.
+
+        With ``flip_average``, in eval mode (and so in the exported graph), the mean of the logits of the
+        window and of its three flips (up-down, left-right, both), each flipped back.
+        """
         if self.flip_average and not self.training:
             total = self._logits(x)
             for dims in ([-1], [-2], [-2, -1]):
