@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -208,7 +209,8 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         if new_log:
             writer.writeheader()
         net.train()
-        scored = net if ema is None else ema.module  # what validation selection scores and the model keeps
+        # what validation selection scores and the model keeps
+        scored = net if ema is None else cast(M3Network, ema.module)
         started = time.perf_counter()
         bar = tqdm(total=spec.steps, initial=step, desc=f"{arch} seed {seed}", unit="step",
                    disable=None if progress else True)
