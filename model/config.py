@@ -88,6 +88,10 @@ class ModelSpec:
     #: and of its up-down, left-right and double flips: four passes per prediction. Training is unchanged; pair it
     #: with ``train.augment`` so that the network has seen flipped patches.
     flip_average: bool = False
+    #: Do not train the prior: the prior skip's weights (and, with ``residual_init``, the per-species bias) keep
+    #: their starting values, and only the body learns. With ``residual_init`` the network starts as the
+    #: untrained prior and the body learns a residual on a prior that training cannot move.
+    freeze_prior: bool = False
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,8 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
                              f"got {spec.skip_transform!r}")
         if not 0.0 <= spec.ema_decay < 1.0:
             raise ValueError(f"models.{name}.ema_decay must be in [0, 1); got {spec.ema_decay!r}")
+        if spec.freeze_prior and not spec.prior_skip:
+            raise ValueError(f"models.{name}.freeze_prior needs prior_skip: true (there is no prior to freeze)")
     if "unet" not in models:
         raise ValueError(f"models must include 'unet' (the exported model); got {sorted(models)}")
     cfg = ExperimentConfig(

@@ -236,6 +236,14 @@ class M3Network(nn.Module):
             self.base_logit = nn.Parameter(base_logit.reshape(1, stem.n_species, 1, 1).float().clone())
             zero_output(body)
 
+    def freeze_prior(self) -> None:
+        """Stop training the prior skip's weights and the per-species bias (the body still trains)."""
+        if not self.prior_skip:
+            raise ValueError("freeze_prior needs a network with prior_skip")
+        self.skip_weight.requires_grad_(False)
+        if self.residual:
+            self.base_logit.requires_grad_(False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits per species.
 

@@ -74,11 +74,14 @@ def new_network(exp: Experiment, arch: str) -> M3Network:
     """The untrained network of one architecture for this experiment."""
     spec = exp.cfg.models[arch]
     base_logit = torch.from_numpy(exp.base_logit) if spec.residual_init else None
-    return build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
+    net = build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
                          exp.cfg.train.blur_radius, torch.from_numpy(exp.cooccurrence), prior_skip=spec.prior_skip,
                          context_radius=exp.cfg.train.context_radius, extra_radii=exp.cfg.train.extra_radii,
                          skip_transform=spec.skip_transform, base_logit=base_logit,
                          flip_average=spec.flip_average)
+    if spec.freeze_prior:
+        net.freeze_prior()
+    return net
 
 
 def model_dir(run_dir: Path, arch: str, seed: int) -> Path:
@@ -168,7 +171,8 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         return final
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = new_network(exp, arch).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    trainable = [p for p in net.parameters() if p.requires_grad]  # a frozen prior is left out
+    opt = torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=spec.weight_decay)
     ema = None
     if spec.ema_decay > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
