@@ -7,6 +7,7 @@ trains; one that learns where deposits lie in the train blocks gains on train bl
 are never looked at.
 
     .venv/bin/python scripts/memorisation.py RUN [RUN ...] [--seed 0] [--windows 40] [--case-seed 7]
+        [--regime region|species|mixed]
 
 Each RUN is a run folder of `m3 train` (its `config.yaml` says the cube and inputs) with a UNet seed:
 its `final.pt`, or the latest `checkpoint.pt` while it still trains.
@@ -30,16 +31,18 @@ from model.train import model_dir, new_network, open_experiment  # noqa: E402
 
 
 def main() -> None:
-    """Print train-block and validation-block region AUPRC of each run."""
+    """Print train-block and validation-block AUPRC of each run in one regime."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--arch", default="unet")
     parser.add_argument("--seed", type=int, default=0, help="the training seed to score")
     parser.add_argument("--windows", type=int, default=40, help="blocks per split (at most)")
     parser.add_argument("--case-seed", type=int, default=7, help="seed of the block draw")
+    parser.add_argument("--regime", default="region", choices=["species", "region", "mixed"],
+                        help="the evaluation regime of the cases (region: the whole block hidden)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| run | step | train blocks: region AUPRC | validation blocks: region AUPRC |")
+    print(f"| run | step | train blocks: {args.regime} AUPRC | validation blocks: {args.regime} AUPRC |")
     print("| --- | --- | --- | --- |")
     for run in args.runs:
         cfg = load_config(run / "config.yaml")
@@ -55,7 +58,7 @@ def main() -> None:
         masks = MaskGenerator(cfg.masking, len(exp.cube.species))
         scores = []
         for split in ("train", "val"):
-            cases = evaluation_cases(exp.cube, exp.split, split, "region", margin=cfg.eval.margin_cells,
+            cases = evaluation_cases(exp.cube, exp.split, split, args.regime, margin=cfg.eval.margin_cells,
                                      seed=args.case_seed, max_windows=args.windows,
                                      min_cells=cfg.eval.min_window_cells, masks=masks)
             scores.append(mean_auprc(pool(cases, predict(cases), len(exp.cube.species))))
