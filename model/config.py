@@ -92,6 +92,17 @@ class ModelSpec:
     #: their starting values, and only the body learns. With ``residual_init`` the network starts as the
     #: untrained prior and the body learns a residual on a prior that training cannot move.
     freeze_prior: bool = False
+    #: This model's training regime mix (species, region, mixed); None: masking.regime_weights. An expert
+    #: trained on one kind of hidden cell sets it (e.g. 1, 0, 0: species-hidden patches only).
+    regime_weights: tuple[float, float, float] | None = None
+    #: With ``arch: gated``: the names of two other models of the configuration, (known, blind). The gated
+    #: model is not trained itself; it is the two trained experts behind a per-cell gate: a cell where some
+    #: species is visible takes the first expert's logits, a cell where every species is hidden the second's.
+    experts: tuple[str, ...] = ()
+
+
+#: The architecture name of a model made of two trained experts (ModelSpec.experts).
+GATED = "gated"
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,11 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
             raise ValueError(f"models.{name}.ema_decay must be in [0, 1); got {spec.ema_decay!r}")
         if spec.freeze_prior and not spec.prior_skip:
             raise ValueError(f"models.{name}.freeze_prior needs prior_skip: true (there is no prior to freeze)")
+        if spec.regime_weights is not None and (len(spec.regime_weights) != 3 or min(spec.regime_weights) < 0
+                                                or sum(spec.regime_weights) <= 0):
+            raise ValueError(f"models.{name}.regime_weights must be three non-negative weights (species, region, "
+                             f"mixed) with a positive sum; got {list(spec.regime_weights)}")
+        _check_experts(name, spec, models)
     if "unet" not in models:
         raise ValueError(f"models must include 'unet' (the exported model); got {sorted(models)}")
     cfg = ExperimentConfig(
@@ -210,6 +226,22 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     if abs(sum(cfg.data.split_fractions) - 1.0) > 1e-6:
         raise ValueError(f"data.split_fractions must sum to 1; got {cfg.data.split_fractions}")
     return cfg
+
+
+def _check_experts(name: str, spec: ModelSpec, models: dict[str, ModelSpec]) -> None:
+    """A gated model names two other, non-gated models of the configuration; no other model names any."""
+    if spec.arch != GATED:
+        if spec.experts:
+            raise ValueError(f"models.{name}.experts is only for arch: {GATED}; got arch {spec.arch!r}")
+        return
+    if len(spec.experts) != 2:
+        raise ValueError(f"models.{name}.experts must name two models (known, blind); got {list(spec.experts)}")
+    for expert in spec.experts:
+        if expert not in models or expert == name:
+            raise ValueError(f"models.{name}.experts: {expert!r} is not another model of this configuration; "
+                             f"configured: {sorted(models)}")
+        if models[expert].arch == GATED:
+            raise ValueError(f"models.{name}.experts: {expert!r} is itself gated")
 
 
 def load_config(path: Path) -> ExperimentConfig:

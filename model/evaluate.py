@@ -212,7 +212,8 @@ def evaluate_run(exp: Experiment, run_dir: Path, progress: bool = True) -> dict:
             entry["summary"] = aggregate(list(entry["runs"].values()), species, fractions)
     cases = {s.regime: {"val_cases": len(s.val), "test_cases": len(s.test),
                         "test_cells": int(sum(c.scored.sum() for c in s.test))} for s in sets}
-    return {"regimes": results, "tuned": base["tuned"], "cases": cases, "species": species}
+    return {"regimes": results, "tuned": base["tuned"], "cases": cases, "species": species,
+            "components": list(cfg.models["unet"].experts)}
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from model.channels import channel_names
-from model.networks import M3Network, ProbabilityModel
+from model.networks import GatedExperts, M3Network, ProbabilityModel
 from model.report import _clean, headline
 from model.train import Experiment, load_trained, model_dir
 
@@ -23,7 +23,7 @@ CELL_SIZE_M = 1609.344
 CRS = "EPSG:5070"
 
 
-def export_onnx(net: M3Network, path: Path, n_channels: int, size: int = 64) -> None:
+def export_onnx(net: M3Network | GatedExperts, path: Path, n_channels: int, size: int = 64) -> None:
     """Write raw inputs x [N, C, H, W] -> prob [N, S, H, W] with dynamic N, H, W (atomic rename)."""
     model = ProbabilityModel(net).eval()
     dummy = torch.zeros(1, n_channels, size, size)
@@ -89,7 +89,7 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
     return payload
 
 
-def onnx_parity(net: M3Network, onnx_path: Path, x: np.ndarray) -> float:
+def onnx_parity(net: M3Network | GatedExperts, onnx_path: Path, x: np.ndarray) -> float:
     """Max abs difference between torch and onnxruntime probabilities for one input batch."""
     import onnxruntime as ort
 

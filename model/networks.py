@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import cast
 
@@ -283,10 +284,35 @@ def zero_output(body: nn.Module) -> None:
         nn.init.zeros_(layer.bias)
 
 
+class GatedExperts(nn.Module):
+    """Two networks behind a per-cell gate on the hidden-mask channels: raw inputs to logits (N, S, H, W).
+
+    Where some species is visible at a cell (a species layer hidden there, others recorded), the logits are
+    the ``known`` expert's; where every species is hidden (a hidden region), the ``blind`` expert's. The two
+    tasks differ (co-occurrence at the cell against the density of records around a hidden area), and one
+    network trained on both learns the second at the cost of the first. The gate reads the raw 0/1 hidden
+    channels, so it is the same in training, evaluation and the exported graph.
+    """
+
+    def __init__(self, known: M3Network, blind: M3Network):
+        super().__init__()
+        if known.stem.in_channels != blind.stem.in_channels:
+            raise ValueError("the experts must read the same input channels")
+        self.known, self.blind = known, blind
+        self.stem = known.stem  # the input contract and normalisation (the experts share them)
+        self.multiple = math.lcm(known.multiple, blind.multiple)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The known expert's logits where any species is visible at the cell, else the blind expert's."""
+        s = self.stem.n_species
+        any_known = 1.0 - x[:, s:2 * s].amin(dim=1, keepdim=True)
+        return any_known * self.known(x) + (1.0 - any_known) * self.blind(x)
+
+
 class ProbabilityModel(nn.Module):
     """The exported graph: raw inputs to sigmoid probabilities."""
 
-    def __init__(self, net: M3Network):
+    def __init__(self, net: M3Network | GatedExperts):
         super().__init__()
         self.net = net
 

@@ -62,8 +62,16 @@ def headline(metrics: dict) -> dict:
     return out
 
 
-def _winner_sentence(regime: str, methods: dict) -> str:
-    """Which method wins mean Dice and mean AUPRC in one regime, plainly."""
+def _label(name: str, components: tuple[str, ...] | list[str] = ()) -> str:
+    """A method's name in tables and plots (a gated UNet's experts are marked as its parts)."""
+    if name in components:
+        return f"ResNet-UNet expert `{name}` (part of ours)"
+    return METHOD_NAMES.get(name, name)
+
+
+def _winner_sentence(regime: str, methods: dict, components: tuple[str, ...] | list[str] = ()) -> str:
+    """Which method wins mean Dice and mean AUPRC in one regime, plainly (a gated UNet's experts left out)."""
+    methods = {m: e for m, e in methods.items() if m not in components}
     parts = []
     for metric in ("dice", "auprc"):
         ranked = sorted(methods, key=lambda m: -(methods[m]["summary"]["mean"][metric]["mean"] or -1))
@@ -72,14 +80,18 @@ def _winner_sentence(regime: str, methods: dict) -> str:
     return f"In the {regime}-hidden regime, mean " + "; mean ".join(parts) + "."
 
 
-def verdict(regime: str, methods: dict) -> str:
-    """UNet against the best baseline (ViT, neighbourhood, kriging) on mean Dice and mean AUPRC, in words."""
+def verdict(regime: str, methods: dict, components: tuple[str, ...] | list[str] = ()) -> str:
+    """UNet against the best baseline (ViT, neighbourhood, kriging) on mean Dice and mean AUPRC, in words.
+
+    ``components`` (the experts of a gated UNet) are parts of the UNet, not rivals.
+    """
     if "unet" not in methods:
         return ""
     out = []
     for metric in ("dice", "auprc"):
         ours = methods["unet"]["summary"]["mean"][metric]
-        rivals = {m: e["summary"]["mean"][metric]["mean"] for m, e in methods.items() if m != "unet"}
+        rivals = {m: e["summary"]["mean"][metric]["mean"] for m, e in methods.items()
+                  if m != "unet" and m not in components}
         best = max(rivals, key=lambda m: rivals[m] if rivals[m] is not None else -1.0)
         delta = (ours["mean"] or 0.0) - (rivals[best] or 0.0)
         word = "beats" if delta > 0 else ("is within seed spread of" if -delta <= (ours["std"] or 0.0) else "trails")
@@ -95,6 +107,7 @@ def markdown_report(metrics: dict, plots: list[str]) -> str:
              "for Dice, precision and recall chosen per species on validation blocks. Means are over species "
              "with test positives; ± is the std over seeds (baselines are deterministic: std 0).", ""]
     fractions = None
+    parts = metrics.get("components", [])
     for regime, methods in metrics["regimes"].items():
         cases = metrics["cases"][regime]
         lines += [f"## Regime: {regime} hidden", "",
@@ -106,13 +119,13 @@ def markdown_report(metrics: dict, plots: list[str]) -> str:
         lines += [head, "|" + "---|" * (6 + len(fractions))]
         for name, entry in methods.items():
             s = entry["summary"]["mean"]
-            lines.append(f"| {METHOD_NAMES.get(name, name)} | {entry['summary']['n_runs']} | " + " | ".join(
+            lines.append(f"| {_label(name, parts)} | {entry['summary']['n_runs']} | " + " | ".join(
                 _fmt(s[m]) for m in ("dice", "recall", "precision", "auprc")) + " | " + " | ".join(
                 _fmt(s["success_rate"][f]) for f in fractions) + " |")
-        lines += ["", _winner_sentence(regime, methods), "", verdict(regime, methods), "",
+        lines += ["", _winner_sentence(regime, methods, parts), "", verdict(regime, methods, parts), "",
                   "Per-species Dice (AUPRC):", ""]
         names = list(methods)
-        lines += ["| species | " + " | ".join(METHOD_NAMES.get(n, n) for n in names) + " |",
+        lines += ["| species | " + " | ".join(_label(n, parts) for n in names) + " |",
                   "|---|" + "---|" * len(names)]
         for sp in metrics["species"]:
             cells = []

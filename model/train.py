@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import os
@@ -17,11 +18,11 @@ import torch
 from tqdm import tqdm
 
 from model.channels import cooccurrence_matrix
-from model.config import ExperimentConfig
+from model.config import GATED, ExperimentConfig, MaskConfig, ModelSpec
 from model.cube_data import CubeArrays, load_cube
 from model.losses import masked_loss, species_weights
 from model.masking import MaskGenerator
-from model.networks import M3Network, build_network
+from model.networks import GatedExperts, M3Network, build_network
 from model.patches import PatchSampler
 from model.splits import TRAIN, BlockSplit, make_block_split
 
@@ -70,9 +71,12 @@ def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeA
     return Experiment(cfg, cube, split)
 
 
-def new_network(exp: Experiment, arch: str) -> M3Network:
-    """The untrained network of one architecture for this experiment."""
+def new_network(exp: Experiment, arch: str) -> M3Network | GatedExperts:
+    """The untrained network of one configured model (a gated model: its two untrained experts)."""
     spec = exp.cfg.models[arch]
+    if spec.arch == GATED:
+        known, blind = (cast(M3Network, new_network(exp, name)) for name in spec.experts)
+        return GatedExperts(known, blind)
     base_logit = torch.from_numpy(exp.base_logit) if spec.residual_init else None
     net = build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
                          exp.cfg.train.blur_radius, torch.from_numpy(exp.cooccurrence), prior_skip=spec.prior_skip,
@@ -82,6 +86,13 @@ def new_network(exp: Experiment, arch: str) -> M3Network:
     if spec.freeze_prior:
         net.freeze_prior()
     return net
+
+
+def model_masking(cfg: ExperimentConfig, spec: ModelSpec) -> MaskConfig:
+    """The training masks of one model: the experiment's, with the model's own regime mix if it sets one."""
+    if spec.regime_weights is None:
+        return cfg.masking
+    return dataclasses.replace(cfg.masking, regime_weights=spec.regime_weights)
 
 
 def model_dir(run_dir: Path, arch: str, seed: int) -> Path:
@@ -161,6 +172,8 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
     average of the weights (the last weights are kept under ``last_weights``), and selection scores the average.
     """
     cfg, spec = exp.cfg, exp.cfg.models[arch]
+    if spec.arch == GATED:
+        return _compose_gated(exp, arch, seed, run_dir, progress)
     torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(seed)
     out = model_dir(run_dir, arch, seed)
@@ -170,7 +183,7 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         log.info("%s seed %d already trained (%s)", arch, seed, final)
         return final
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = new_network(exp, arch).to(device)
+    net = cast(M3Network, new_network(exp, arch)).to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]  # a frozen prior is left out
     opt = torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=spec.weight_decay)
     ema = None
@@ -200,7 +213,7 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
     else:
         log_path.unlink(missing_ok=True)
         selection_path.unlink(missing_ok=True)
-    sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(cfg.masking, len(exp.cube.species)),
+    sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(model_masking(cfg, spec), len(exp.cube.species)),
                            cfg.data.patch_cells, augment=cfg.train.augment, covariate_noise=cfg.train.covariate_noise)
     weight = None
     if cfg.loss.species_balance:
@@ -294,7 +307,22 @@ def _log_selection(path: Path, step: int, score: float, per: dict[str, float]) -
         writer.writerow([step, round(score, 6), *(round(v, 6) for v in per.values())])
 
 
-def load_trained(exp: Experiment, arch: str, path: Path) -> M3Network:
+def _compose_gated(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: bool) -> Path:
+    """Train (or resume) a gated model's two experts for this seed; save the gated model made of them."""
+    spec = exp.cfg.models[arch]
+    final = model_dir(run_dir, arch, seed) / "final.pt"
+    parts = [train_model(exp, name, seed, run_dir, progress) for name in spec.experts]
+    net = cast(GatedExperts, new_network(exp, arch))
+    for expert, path in zip((net.known, net.blind), parts, strict=True):
+        expert.load_state_dict(torch.load(path, weights_only=False, map_location="cpu")["model"])
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _save_atomic({"model": net.state_dict(), "experts": {name: str(p) for name, p in zip(spec.experts, parts,
+                                                                                               strict=True)}}, final)
+    log.info("%s seed %d: the gated model of %s", arch, seed, " and ".join(spec.experts))
+    return final
+
+
+def load_trained(exp: Experiment, arch: str, path: Path) -> M3Network | GatedExperts:
     """A trained network from its final checkpoint, in eval mode."""
     net = new_network(exp, arch)
     net.load_state_dict(torch.load(path, weights_only=False, map_location="cpu")["model"])

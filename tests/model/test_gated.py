@@ -1,0 +1,104 @@
+"""The gated UNet: two experts behind a per-cell gate on the hidden channels (models.NAME.arch: gated)."""
+
+import numpy as np
+import pytest
+import torch
+
+from model.config import config_from_dict
+from model.networks import GatedExperts, build_network
+from model.train import load_trained, model_dir, model_masking, open_experiment, train_model
+
+
+def _expert(seed: int):
+    torch.manual_seed(seed)
+    return build_network("unet", {"width": 4, "depth": 2}, 3, 2, blur_radius=2, cooccurrence=torch.rand(3, 3),
+                         prior_skip=True).eval()
+
+
+def _gated_raw(tiny_config) -> dict:
+    raw = tiny_config.to_dict()
+    plain = raw["models"].pop("unet")
+    raw["models"] = {"unet_known": plain | {"regime_weights": [1.0, 0.0, 0.0]}, "unet_blind": dict(plain),
+                     "unet": {"arch": "gated", "experts": ["unet_known", "unet_blind"]}, "vit": raw["models"]["vit"]}
+    return raw
+
+
+def test_gate_takes_the_known_expert_where_a_species_is_visible():
+    known, blind = _expert(0), _expert(1)
+    net = GatedExperts(known, blind).eval()
+    rng = np.random.default_rng(0)
+    x = np.zeros((2, 10, 16, 16), dtype=np.float32)
+    x[:, :3] = rng.random((2, 3, 16, 16)) < 0.2
+    x[:, 3:6, :8] = 1.0           # top half: every species hidden (a hidden region)
+    x[:, 3, 8:] = 1.0             # bottom half: one species hidden, two visible
+    x[:, :3] *= 1 - x[:, 3:6]
+    x[:, 6:8] = rng.standard_normal((2, 2, 16, 16))
+    x[:, 8:] = 1.0
+    t = torch.from_numpy(x)
+    with torch.no_grad():
+        out, k, b = net(t), known(t), blind(t)
+    assert torch.equal(out[..., :8, :], b[..., :8, :])
+    assert torch.equal(out[..., 8:, :], k[..., 8:, :])
+    assert not torch.allclose(k, b)
+
+
+def test_gated_onnx_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from model.export import export_onnx, onnx_parity
+
+    net = GatedExperts(_expert(0), _expert(1)).eval()
+    path = tmp_path / "model.onnx"
+    export_onnx(net, path, 10, size=16)
+    rng = np.random.default_rng(3)
+    for size in (16, 40):
+        for n in (1, 4):
+            x = np.zeros((n, 10, size, size), dtype=np.float32)
+            x[:, 3:6] = rng.random((n, 3, size, size)) < 0.5
+            x[:, :3] = (rng.random((n, 3, size, size)) < 0.2) * (1 - x[:, 3:6])
+            x[:, 6:8] = rng.standard_normal((n, 2, size, size))
+            x[:, 8:] = 1.0
+            assert onnx_parity(net, path, x) <= 1e-4
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: m["unet"].update(experts=["unet_known"]), "must name two models"),
+    (lambda m: m["unet"].update(experts=["unet_known", "nope"]), "is not another model"),
+    (lambda m: m["unet_blind"].update(experts=["unet_known", "vit"]), "only for arch: gated"),
+    (lambda m: m["unet_known"].update(regime_weights=[0.0, 0.0, 0.0]), "regime_weights must be three"),
+])
+def test_gated_configuration_is_checked(tiny_config, change, message):
+    raw = _gated_raw(tiny_config)
+    change(raw["models"])
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(raw)
+
+
+def test_training_a_gated_model_trains_its_experts_and_composes_them(tmp_path, tiny_config, tiny_arrays):
+    cfg = config_from_dict(_gated_raw(tiny_config))
+    assert model_masking(cfg, cfg.models["unet_known"]).regime_weights == (1.0, 0.0, 0.0)
+    assert model_masking(cfg, cfg.models["unet_blind"]) == cfg.masking
+    exp = open_experiment(cfg, cube=tiny_arrays)
+    path = train_model(exp, "unet", 0, tmp_path, progress=False)
+    assert path == model_dir(tmp_path, "unet", 0) / "final.pt"
+    net = load_trained(exp, "unet", path)
+    assert isinstance(net, GatedExperts)
+    for name, expert in (("unet_known", net.known), ("unet_blind", net.blind)):
+        saved = torch.load(model_dir(tmp_path, name, 0) / "final.pt", weights_only=False)["model"]
+        for key, value in expert.state_dict().items():
+            assert torch.equal(value, saved[key]), (name, key)
+    # the two experts saw different training masks (species-hidden patches only, against all regimes)
+    known = torch.load(model_dir(tmp_path, "unet_known", 0) / "final.pt", weights_only=False)["model"]
+    blind = torch.load(model_dir(tmp_path, "unet_blind", 0) / "final.pt", weights_only=False)["model"]
+    assert not torch.equal(known["body.head.weight"], blind["body.head.weight"])
+
+
+def test_report_does_not_count_the_experts_as_rivals():
+    from model.report import verdict
+
+    def entry(dice: float) -> dict:
+        return {"summary": {"mean": {m: {"mean": dice, "std": 0.0} for m in ("dice", "auprc")}}}
+
+    methods = {"unet": entry(0.30), "unet_known": entry(0.40), "neighbourhood": entry(0.20)}
+    assert "Neighbourhood" in verdict("species", methods, ["unet_known", "unet_blind"])
+    assert "beats" in verdict("species", methods, ["unet_known", "unet_blind"])
+    assert "trails the best other method (unet_known" in verdict("species", methods)
