@@ -36,12 +36,12 @@ def train_speed(exp, arch: str, steps: int, device: str = "cpu") -> dict:
     from model.losses import masked_loss
     from model.masking import MaskGenerator
     from model.patches import PatchSampler
-    from model.train import new_network
+    from model.train import model_masking, new_network
 
     spec = exp.cfg.models[arch]
     net = new_network(exp, arch).to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=spec.lr)
-    sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(exp.cfg.masking, len(exp.cube.species)),
+    sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(model_masking(exp.cfg, spec), len(exp.cube.species)),
                            exp.cfg.data.patch_cells)
     rng = np.random.default_rng(0)
     waiting = 0.0
@@ -118,7 +118,7 @@ def main() -> None:
     """Run the benchmark and print the Markdown table."""
     import torch
 
-    from model.config import load_config
+    from model.config import GATED, load_config
     from model.train import open_experiment
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -136,7 +136,9 @@ def main() -> None:
         raise SystemExit("--device cuda: torch sees no CUDA device")
     cfg = load_config(args.config)
     exp = open_experiment(cfg, base=ROOT)
-    speeds = {arch: train_speed(exp, arch, args.steps, args.device) for arch in cfg.models}
+    # a gated model is not trained itself: its experts are, and are timed
+    speeds = {arch: train_speed(exp, arch, args.steps, args.device) for arch in cfg.models
+              if cfg.models[arch].arch != GATED}
     rows = {arch: v["steps_per_s"] for arch, v in speeds.items()}
     inf = None if args.no_inference else inference_speed(exp, args.run, args.batch, args.repeats, args.threads,
                                                          args.device)
@@ -145,7 +147,7 @@ def main() -> None:
               "torch": torch.__version__, "train_steps_per_s": rows,
               "sampling_share": {a: v["sampling_share"] for a, v in speeds.items()}, "inference": inf,
               "patch_cells": cfg.data.patch_cells,
-              "batch_sizes": {a: cfg.models[a].batch_size for a in cfg.models}}
+              "batch_sizes": {a: cfg.models[a].batch_size for a in speeds}}
     out = ROOT / "bench" / "results" / ("model_speed.json" if args.device == "cpu" else "model_speed_cuda.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
