@@ -312,9 +312,9 @@ def _compose_gated(exp: Experiment, arch: str, seed: int, run_dir: Path, progres
     spec = exp.cfg.models[arch]
     final = model_dir(run_dir, arch, seed) / "final.pt"
     parts = [train_model(exp, name, seed, run_dir, progress) for name in spec.experts]
-    net = cast(GatedExperts, new_network(exp, arch))
-    for expert, path in zip((net.known, net.blind), parts, strict=True):
-        expert.load_state_dict(torch.load(path, weights_only=False, map_location="cpu")["model"])
+    known, blind = (cast(M3Network, load_trained(exp, name, path)) for name, path in zip(spec.experts, parts,
+                                                                                          strict=True))
+    net = GatedExperts(known, blind)
     final.parent.mkdir(parents=True, exist_ok=True)
     _save_atomic({"model": net.state_dict(), "experts": {name: str(p) for name, p in zip(spec.experts, parts,
                                                                                                strict=True)}}, final)
