@@ -95,6 +95,12 @@ class ModelSpec:
     #: This model's training regime mix (species, region, mixed); None: masking.regime_weights. An expert
     #: trained on one kind of hidden cell sets it (e.g. 1, 0, 0: species-hidden patches only).
     regime_weights: tuple[float, float, float] | None = None
+    #: This model's own training masks: any keys of ``masking`` (e.g. ``species_fraction``), overriding the
+    #: experiment's for this model's training only. The evaluation's cases always follow the experiment's.
+    masking: dict[str, Any] = field(default_factory=dict)
+    #: This model's own loss: any keys of ``loss`` (e.g. ``dice``, ``pos_weight``), overriding the
+    #: experiment's for this model only; an expert of a gated model may train on another loss than its pair.
+    loss: dict[str, Any] = field(default_factory=dict)
     #: With ``arch: gated``: the names of two other models of the configuration, (known, blind). The gated
     #: model is not trained itself; it is the two trained experts behind a per-cell gate: a cell where some
     #: species is visible takes the first expert's logits, a cell where every species is hidden the second's.
@@ -212,6 +218,10 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
             raise ValueError(f"models.{name}.regime_weights must be three non-negative weights (species, region, "
                              f"mixed) with a positive sum; got {list(spec.regime_weights)}")
         _check_experts(name, spec, models)
+        _build(MaskConfig, spec.masking, f"models.{name}.masking")  # unknown keys rejected here
+        _build(LossConfig, spec.loss, f"models.{name}.loss")
+        if "regime_weights" in spec.masking:
+            raise ValueError(f"models.{name}.masking: set the regime mix as models.{name}.regime_weights")
     if "unet" not in models:
         raise ValueError(f"models must include 'unet' (the exported model); got {sorted(models)}")
     cfg = ExperimentConfig(
@@ -242,6 +252,20 @@ def _check_experts(name: str, spec: ModelSpec, models: dict[str, ModelSpec]) -> 
                              f"configured: {sorted(models)}")
         if models[expert].arch == GATED:
             raise ValueError(f"models.{name}.experts: {expert!r} is itself gated")
+
+
+def model_masking(cfg: ExperimentConfig, spec: ModelSpec) -> MaskConfig:
+    """The training masks of one model: the experiment's, with the model's own regime mix and keys if it sets them."""
+    masking: MaskConfig = _build(MaskConfig, cfg.masking.__dict__ | spec.masking, "masking")
+    if spec.regime_weights is not None:
+        masking = dataclasses.replace(masking, regime_weights=spec.regime_weights)
+    return masking
+
+
+def model_loss(cfg: ExperimentConfig, spec: ModelSpec) -> LossConfig:
+    """The loss of one model: the experiment's, with the model's own keys if it sets any."""
+    loss: LossConfig = _build(LossConfig, cfg.loss.__dict__ | spec.loss, "loss")
+    return loss
 
 
 def load_config(path: Path) -> ExperimentConfig:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 import math
 import os
@@ -18,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from model.channels import cooccurrence_matrix
-from model.config import GATED, ExperimentConfig, MaskConfig, ModelSpec
+from model.config import GATED, ExperimentConfig, model_loss, model_masking
 from model.cube_data import CubeArrays, load_cube
 from model.losses import masked_loss, species_weights
 from model.masking import MaskGenerator
@@ -86,13 +85,6 @@ def new_network(exp: Experiment, arch: str) -> M3Network | GatedExperts:
     if spec.freeze_prior:
         net.freeze_prior()
     return net
-
-
-def model_masking(cfg: ExperimentConfig, spec: ModelSpec) -> MaskConfig:
-    """The training masks of one model: the experiment's, with the model's own regime mix if it sets one."""
-    if spec.regime_weights is None:
-        return cfg.masking
-    return dataclasses.replace(cfg.masking, regime_weights=spec.regime_weights)
 
 
 def model_dir(run_dir: Path, arch: str, seed: int) -> Path:
@@ -216,8 +208,9 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(model_masking(cfg, spec), len(exp.cube.species)),
                            cfg.data.patch_cells, augment=cfg.train.augment, covariate_noise=cfg.train.covariate_noise)
     weight = None
-    if cfg.loss.species_balance:
-        w = species_weights(exp.cube.labels, exp.train_cells, cfg.loss.species_balance)
+    loss_cfg = model_loss(cfg, spec)
+    if loss_cfg.species_balance:
+        w = species_weights(exp.cube.labels, exp.train_cells, loss_cfg.species_balance)
         log.info("species positive weights: %s", dict(zip(exp.cube.species, np.round(w, 2).tolist(), strict=True)))
         weight = torch.from_numpy(w).to(device)
     new_log = not log_path.exists()
@@ -246,7 +239,7 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
                 next_state = rng.bit_generator.state  # the generator is idle between two draws
                 pending = prefetch.submit(sampler.batch, rng, spec.batch_size) if step + 1 < spec.steps else None
                 x, y, mask = (torch.from_numpy(a).to(device) for a in (batch.x, batch.y, batch.loss_mask))
-                loss, parts = masked_loss(net(x), y, mask, cfg.loss, weight)
+                loss, parts = masked_loss(net(x), y, mask, loss_cfg, weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
