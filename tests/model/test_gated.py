@@ -102,3 +102,47 @@ def test_report_does_not_count_the_experts_as_rivals():
     assert "Neighbourhood" in verdict("species", methods, ["unet_known", "unet_blind"])
     assert "beats" in verdict("species", methods, ["unet_known", "unet_blind"])
     assert "trails the best other method (unet_known" in verdict("species", methods)
+
+
+def test_a_model_may_override_masking_and_loss_keys(tiny_config):
+    from model.config import model_loss
+
+    raw = _gated_raw(tiny_config)
+    raw["models"]["unet_blind"] |= {"masking": {"region_min_cells": 5, "mixed_species_fraction": None},
+                                    "loss": {"dice": 0.3, "species_balance": 0.5}}
+    cfg = config_from_dict(raw)
+    blind, known = cfg.models["unet_blind"], cfg.models["unet_known"]
+    masks = model_masking(cfg, blind)
+    assert masks.region_min_cells == 5 and masks.mixed_species_fraction is None
+    assert masks.species_fraction == cfg.masking.species_fraction  # keys it does not set stay the experiment's
+    assert model_loss(cfg, blind).dice == 0.3 and model_loss(cfg, blind).species_balance == 0.5
+    assert model_loss(cfg, blind).bce == cfg.loss.bce
+    assert model_loss(cfg, known) == cfg.loss and model_masking(cfg, known).region_min_cells == cfg.masking.region_min_cells
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"masking": {"region_size": 5}}, r"unknown key\(s\) \['region_size'\] in models.unet_blind.masking"),
+    ({"loss": {"focal": 1.0}}, r"unknown key\(s\) \['focal'\] in models.unet_blind.loss"),
+    ({"masking": {"regime_weights": [0, 1, 1]}}, "set the regime mix as models.unet_blind.regime_weights"),
+])
+def test_model_overrides_reject_unknown_keys(tiny_config, override, message):
+    raw = _gated_raw(tiny_config)
+    raw["models"]["unet_blind"] |= override
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(raw)
+
+
+def test_a_per_model_loss_changes_only_that_models_training(tmp_path, tiny_config, tiny_arrays):
+    import csv
+
+    def first_losses(raw: dict, arch: str, out) -> list[str]:
+        exp = open_experiment(config_from_dict(raw), cube=tiny_arrays)
+        train_model(exp, arch, 0, out, progress=False)
+        with (model_dir(out, arch, 0) / "log.csv").open() as fh:
+            return [row["loss"] for row in csv.DictReader(fh)]
+
+    plain = _gated_raw(tiny_config)
+    changed = _gated_raw(tiny_config)
+    changed["models"]["unet_blind"]["loss"] = {"bce": 2.0}
+    assert first_losses(plain, "unet_blind", tmp_path / "a") != first_losses(changed, "unet_blind", tmp_path / "b")
+    assert first_losses(plain, "unet_known", tmp_path / "a") == first_losses(changed, "unet_known", tmp_path / "b")
