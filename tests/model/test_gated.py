@@ -117,7 +117,8 @@ def test_a_model_may_override_masking_and_loss_keys(tiny_config):
     assert masks.species_fraction == cfg.masking.species_fraction  # keys it does not set stay the experiment's
     assert model_loss(cfg, blind).dice == 0.3 and model_loss(cfg, blind).species_balance == 0.5
     assert model_loss(cfg, blind).bce == cfg.loss.bce
-    assert model_loss(cfg, known) == cfg.loss and model_masking(cfg, known).region_min_cells == cfg.masking.region_min_cells
+    assert model_loss(cfg, known) == cfg.loss
+    assert model_masking(cfg, known).region_min_cells == cfg.masking.region_min_cells
 
 
 @pytest.mark.parametrize("override,message", [
