@@ -36,11 +36,17 @@ def train_speed(exp, arch: str, steps: int, device: str = "cpu") -> dict:
     from model.losses import masked_loss
     from model.masking import MaskGenerator
     from model.patches import PatchSampler
-    from model.train import model_masking, new_network
+    from model.train import model_loss, model_masking, new_network
 
     spec = exp.cfg.models[arch]
     net = new_network(exp, arch).to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=spec.lr)
+    loss_cfg = model_loss(exp.cfg, spec)
+    ema = None
+    if spec.ema_decay > 0:  # as in training: the moving average is updated after every step
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay), use_buffers=True)
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(model_masking(exp.cfg, spec), len(exp.cube.species)),
                            exp.cfg.data.patch_cells)
     rng = np.random.default_rng(0)
@@ -58,10 +64,12 @@ def train_speed(exp, arch: str, steps: int, device: str = "cpu") -> dict:
             waiting += time.perf_counter() - t
             pending = prefetch.submit(sampler.batch, rng, spec.batch_size)
             x, y, m = (torch.from_numpy(a).to(device) for a in (b.x, b.y, b.loss_mask))
-            loss, _ = masked_loss(net(x), y, m, exp.cfg.loss)
+            loss, _ = masked_loss(net(x), y, m, loss_cfg)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(net)
         if device != "cpu":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
