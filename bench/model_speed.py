@@ -36,17 +36,13 @@ def train_speed(exp, arch: str, steps: int, device: str = "cpu") -> dict:
     from model.losses import masked_loss
     from model.masking import MaskGenerator
     from model.patches import PatchSampler
-    from model.train import model_loss, model_masking, new_network
+    from model.train import model_loss, model_masking, new_ema, new_network
 
     spec = exp.cfg.models[arch]
     net = new_network(exp, arch).to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=spec.lr)
     loss_cfg = model_loss(exp.cfg, spec)
-    ema = None
-    if spec.ema_decay > 0:  # as in training: the moving average is updated after every step
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay), use_buffers=True)
+    ema = new_ema(net, spec.ema_decay)  # as in training: updated after every step
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(model_masking(exp.cfg, spec), len(exp.cube.species)),
                            exp.cfg.data.patch_cells)
     rng = np.random.default_rng(0)

@@ -6,7 +6,6 @@ Torch is imported inside the commands only, so importing this module (and ``back
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +30,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train every model and seed of a configuration (seeded, resumable, CSV log per model)."""
-    from model.config import load_config, save_config
+    from model.config import load_config, record_config
     from model.train import open_experiment, train_model
 
     if not config.is_file():
@@ -45,10 +44,7 @@ def train(
     unknown = [a for a in archs if a not in cfg.models]
     if unknown:
         _fail(f"model(s) {unknown} not in {config}; configured: {', '.join(cfg.models)}")
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / "config.yaml").exists():
-        save_config(cfg, out / "config.yaml")
-        shutil.copyfile(config, out / "config.source.yaml")
+    record_config(cfg, config, out)
     exp = open_experiment(cfg, base=Path.cwd())
     for a in archs:
         for s in seed or list(cfg.train.seeds):

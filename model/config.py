@@ -256,9 +256,8 @@ def _check_experts(name: str, spec: ModelSpec, models: dict[str, ModelSpec]) -> 
 
 def model_masking(cfg: ExperimentConfig, spec: ModelSpec) -> MaskConfig:
     """The training masks of one model: the experiment's, with the model's own regime mix and keys if it sets them."""
-    masking: MaskConfig = _build(MaskConfig, cfg.masking.__dict__ | spec.masking, "masking")
-    if spec.regime_weights is not None:
-        masking = dataclasses.replace(masking, regime_weights=spec.regime_weights)
+    regime = {} if spec.regime_weights is None else {"regime_weights": spec.regime_weights}
+    masking: MaskConfig = _build(MaskConfig, cfg.masking.__dict__ | spec.masking | regime, "masking")
     return masking
 
 
@@ -273,6 +272,14 @@ def load_config(path: Path) -> ExperimentConfig:
     with path.open(encoding="utf-8") as fh:
         raw = yaml.safe_load(fh) or {}
     return config_from_dict(raw)
+
+
+def record_config(cfg: ExperimentConfig, source: Path, run_dir: Path) -> None:
+    """Make a run folder and record what it trains (config.yaml, and the YAML as written), unless it already has."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.yaml").exists():
+        save_config(cfg, run_dir / "config.yaml")
+        (run_dir / "config.source.yaml").write_bytes(source.read_bytes())
 
 
 def save_config(cfg: ExperimentConfig, path: Path) -> None:

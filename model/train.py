@@ -87,6 +87,15 @@ def new_network(exp: Experiment, arch: str) -> M3Network | GatedExperts:
     return net
 
 
+def new_ema(net: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """The moving average of ``net``'s weights and BatchNorm statistics (None for decay 0), updated each step."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def model_dir(run_dir: Path, arch: str, seed: int) -> Path:
     """Where one model's checkpoints and log live."""
     return run_dir / arch / f"seed-{seed}"
@@ -178,11 +187,7 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
     net = cast(M3Network, new_network(exp, arch)).to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]  # a frozen prior is left out
     opt = torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=spec.weight_decay)
-    ema = None
-    if spec.ema_decay > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay), use_buffers=True)
+    ema = new_ema(net, spec.ema_decay)
     rng = np.random.default_rng(seed)
     step = 0
     select_every = cfg.train.select_every

@@ -25,30 +25,40 @@ import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model.config import ExperimentConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def parse_jobs(specs: list[str], out: Path) -> list[tuple[Path, str, int, Path]]:
-    """(config, arch, seed, run folder) for every job spec, in order; unknown models rejected."""
+Job = tuple[Path, str, int, Path]
+
+
+def parse_jobs(specs: list[str], out: Path) -> tuple[list[Job], dict[Path, ExperimentConfig]]:
+    """(config, arch, seed, run folder) for every job spec, in order; each configuration, read once.
+
+    Models a configuration does not have are refused.
+    """
     from model.config import load_config
 
-    jobs = []
+    jobs: list[Job] = []
+    configs: dict[Path, ExperimentConfig] = {}
     for spec in specs:
         try:
             config, archs, seeds = spec.split(":")
         except ValueError:
             raise SystemExit(f"error: job spec {spec!r} is not CONFIG:ARCH[,ARCH]:SEED[,SEED]") from None
         path = Path(config)
-        cfg = load_config(path)
+        cfg = configs[path] = configs.get(path) or load_config(path)
         for arch in archs.split(","):
             if arch not in cfg.models:
                 raise SystemExit(f"error: {arch!r} is not a model of {config}; configured: {', '.join(cfg.models)}")
             for seed in seeds.split(","):
                 jobs.append((path, arch, int(seed), out / path.stem))
-    return jobs
+    return jobs, configs
 
 
 def steps_done(run: Path, arch: str, seed: int) -> int:
@@ -70,18 +80,15 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=0.0, help="stop every job after this many seconds (0: none)")
     parser.add_argument("--pack", type=Path, help="write one tar of final.pt and log.csv files per run folder here")
     args = parser.parse_args()
-    from model.config import load_config, save_config
+    from model.config import record_config
 
-    jobs = parse_jobs(args.jobs, args.out)
-    for config, _, _, run in jobs:  # written once, before the jobs race for it
-        run.mkdir(parents=True, exist_ok=True)
-        if not (run / "config.yaml").exists():
-            save_config(load_config(config), run / "config.yaml")
-            (run / "config.source.yaml").write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
+    jobs, configs = parse_jobs(args.jobs, args.out)
+    for config, cfg in configs.items():  # written once, before the jobs race for it
+        record_config(cfg, config, args.out / config.stem)
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     waiting = list(jobs)
-    running: dict[tuple[Path, str, int, Path], tuple[subprocess.Popen, IO[str]]] = {}
-    finished: list[tuple[tuple[Path, str, int, Path], int | str]] = []
+    running: dict[Job, tuple[subprocess.Popen, IO[str]]] = {}
+    finished: list[tuple[Job, int | str]] = []
     started = last_report = time.monotonic()
     resumed = sum(steps_done(j[3], j[1], j[2]) for j in jobs)  # steps of an earlier call, not counted in the rate
     print(f"{len(jobs)} jobs, {args.parallel} at a time", flush=True)
