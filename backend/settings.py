@@ -16,8 +16,8 @@ M3_SPECIES: tuple[str, ...] = (
 )
 
 
-#: The admin token shipped in the code; refused outside development mode.
-DEFAULT_ADMIN_TOKEN = "change-me"
+#: The shortest admin token the service accepts (characters).
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -43,11 +43,18 @@ class Settings(BaseSettings):
     sites_max_limit: int = Field(default=10_000, ge=1, description="Largest `limit` /api/sites accepts.")
     sites_default_limit: int = Field(default=1000, ge=1)
     db_pool_size: int = Field(default=5, ge=1)
-    admin_token: SecretStr = Field(
-        default=SecretStr(DEFAULT_ADMIN_TOKEN),
-        description="Bearer token of the /admin routes; the service refuses the default unless in development mode.",
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description=f"Bearer token of the /admin routes (at least {MIN_ADMIN_TOKEN_LENGTH} characters); unset: the "
+                    "admin routes are off (404). There is no default token.",
     )
-    development: bool = Field(default=True, description="Development mode (relaxes production checks).")
+    development: bool = Field(default=True, description="Development mode (kept for compatibility; no effect on "
+                                                        "the admin token).")
+    allowed_hosts: list[str] = Field(
+        default=["127.0.0.1", "localhost", "::1", "testserver"],
+        description="Host header values served (port ignored; '*' serves any, '*.example.org' a domain's hosts); "
+                    "other hosts get 400, against DNS rebinding.")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted (413).")
     log_level: str = "INFO"
     basemap_url: str | None = Field(
         default=None,
@@ -85,7 +92,9 @@ class Settings(BaseSettings):
     layers_keep: int = Field(default=3, ge=1, description="Published layer versions kept on disk.")
     layer_version_ttl_s: float = Field(default=1.0, ge=0,
                                        description="Seconds a worker trusts its cached current layer version.")
-    tile_cache_entries: int = Field(default=4096, ge=0, description="Rendered tiles kept in memory (0: none).")
+    tile_cache_entries: int = Field(default=4096, ge=0, description="Most rendered tiles kept in memory (0: none).")
+    tile_cache_mb: float = Field(default=64.0, ge=0,
+                                 description="Bytes of rendered tiles kept in memory, in MB (0: no cache).")
     cluster_threshold: float = Field(default=0.7, gt=0, lt=1,
                                      description="Discrepancy above which a cell is flagged.")
     cluster_min_cells: int = Field(default=4, ge=1, description="Smallest flagged cluster, in cells.")
@@ -106,10 +115,17 @@ class Settings(BaseSettings):
         """Folder of the project-local PostgreSQL cluster."""
         return self.state_dir / "pg"
 
+    @property
+    def admin_enabled(self) -> bool:
+        """True when an admin token is set (the /admin routes exist only then)."""
+        return self.admin_token is not None and self.admin_token.get_secret_value() != ""
+
     def check_production(self) -> None:
-        """Raise ValueError when the settings are unsafe outside development mode."""
-        if not self.development and self.admin_token.get_secret_value() == DEFAULT_ADMIN_TOKEN:
-            raise ValueError("M3_ADMIN_TOKEN is the default; set a secret token or M3_DEVELOPMENT=true")
+        """Raise ValueError, in words, when the settings are unsafe to serve with (checked at start-up)."""
+        if self.admin_token is not None and 0 < len(self.admin_token.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(f"M3_ADMIN_TOKEN is {len(self.admin_token.get_secret_value())} characters long; it must "
+                             f"have at least {MIN_ADMIN_TOKEN_LENGTH} (e.g. python3 -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'), or be unset to turn the admin routes off")
 
     def resolved_database_url(self) -> str:
         """The database URL in use: M3_DATABASE_URL, else the local cluster's."""

@@ -166,7 +166,7 @@ def main() -> None:
     seeds = 50 if args.full_ensemble else args.seeds
     settings = Settings(database_url=db_url, model_dir=model_dir, cube_dir=cube_dir, layers_dir=work / "layers",
                         state_dir=work / "state", ensemble_masks=3, ensemble_seeds=seeds,
-                        ort_intra_threads=args.threads, admin_token="bench-token", development=True,
+                        ort_intra_threads=args.threads, admin_token="b" * 32, development=True,
                         log_level="WARNING")
     rows: list[tuple[str, str, str]] = []
 

@@ -10,10 +10,19 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
+from titiler.core.errors import DEFAULT_STATUS_CODES
+from titiler.core.errors import add_exception_handlers as add_titiler_exception_handlers
 
 from backend import __version__
 from backend.api.errors import add_exception_handlers
-from backend.api.frontend import mount_frontend
+from backend.api.frontend import mount_docs, mount_frontend
+from backend.api.guards import (
+    BodyLimit,
+    RepeatedParameterGuard,
+    SecurityHeaders,
+    TrustedHostGuard,
+    list_query_parameters,
+)
 from backend.api.routers import admin, clusters, health, infer, layers, prospectivity, sites, tiles
 from backend.api.serve_errors import add_serve_exception_handlers
 from backend.api.serving import open_serving
@@ -28,7 +37,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for these settings (the environment's when none are given).
 
-    Refuses (ValueError) the default admin token outside development mode.
+    Refuses (ValueError) an admin token shorter than 32 characters; without a token the admin routes are off.
     """
     settings = settings or Settings()
     settings.check_production()
@@ -52,8 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Mineral prospectivity from masked infilling of sparse site records (M3).",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    # TiTiler's own errors (bad band index, expression, format, ...) first; the service's mapping overrides.
+    add_titiler_exception_handlers(app, {kind: code for kind, code in DEFAULT_STATUS_CODES.items()
+                                         if kind is not Exception})
     add_exception_handlers(app)
     add_serve_exception_handlers(app)
     app.include_router(health.router)
@@ -62,9 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(clusters.router)
     app.include_router(prospectivity.router)
     app.include_router(infer.router)
-    app.include_router(admin.router)
+    if settings.admin_enabled:
+        app.include_router(admin.router)
     app.include_router(tiles.build_tiles_router())
     mount_frontend(app)
+    mount_docs(app)
 
     def cache() -> Any:
         """The tile cache once the lifespan has opened it."""
@@ -78,5 +94,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (LayerNotFound, SQLAlchemyError):
             return None
 
-    app.add_middleware(TileCacheMiddleware, cache=cache, resolve=version_token)
+    def tile_parameters() -> set[str]:
+        """Query parameters of the tile endpoints (the others do not change a tile, so the cache drops them)."""
+        return {p["name"] for path, item in app.openapi()["paths"].items() if path.startswith("/tiles/")
+                for op in item.values() for p in op.get("parameters", []) if p.get("in") == "query"}
+
+    app.add_middleware(TileCacheMiddleware, cache=cache, resolve=version_token, parameters=tile_parameters)
+    # Outermost last: the host is checked first, then the headers, the body size and repeated parameters.
+    app.add_middleware(RepeatedParameterGuard, list_parameters=lambda: list_query_parameters(app.openapi()))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, img_sources=_origin(settings.basemap_url))
+    app.add_middleware(TrustedHostGuard, allowed=settings.allowed_hosts)
     return app
+
+
+def _origin(url: str | None) -> str:
+    """`` scheme://host`` of an online base map URL for the page's img-src (empty when there is none)."""
+    if not url:
+        return ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.replace("{s}", "a").replace("{z}", "0").replace("{x}", "0").replace("{y}", "0"))
+    host = parts.netloc.split("@")[-1]
+    if url.split("//", 1)[-1].startswith("{s}."):
+        host = "*." + host.split(".", 1)[1]
+    return f" {parts.scheme}://{host}" if parts.scheme in ("http", "https") and host else ""

@@ -6,7 +6,10 @@ import logging
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from backend.api.guards import excerpt
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,31 @@ STATUS_CODES: dict[type[Exception], int] = {
 }
 
 
+#: Validation errors listed in a 422 (the count of all of them is given too).
+MAX_LISTED_ERRORS = 10
+
+
+def validation_errors(exc: RequestValidationError) -> dict[str, object]:
+    """A 422 body naming the first few problems, each with at most a short excerpt of the input."""
+    errors = list(exc.errors())
+    listed = []
+    for error in errors[:MAX_LISTED_ERRORS]:
+        item: dict[str, object] = {"type": error.get("type"), "loc": list(error.get("loc", ()))[:8],
+                                   "msg": excerpt(str(error.get("msg", "")), 200)}
+        if "input" in error:
+            item["input"] = excerpt(error["input"])
+        listed.append(item)
+    return {"detail": listed, "errors": len(errors)}
+
+
 def add_exception_handlers(app: FastAPI) -> None:
-    """Register a handler per exception type of STATUS_CODES."""
+    """Register a handler per exception type of STATUS_CODES, and the short validation-error body."""
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse(validation_errors(exc), status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid)
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         status = next(code for kind, code in STATUS_CODES.items() if isinstance(exc, kind))

@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from backend.api.deps import SettingsDep
@@ -24,6 +25,8 @@ VENDOR = {
     "leaflet.markercluster": "leaflet.markercluster/dist",
     "topojson-client": "topojson-client/dist",
     "us-atlas": "us-atlas",
+    "swagger-ui-dist": "swagger-ui-dist",
+    "redoc": "redoc/bundles",
 }
 
 router = APIRouter(tags=["page"])
@@ -101,3 +104,23 @@ def _mount_missing(app: FastAPI, name: str) -> None:
 def frontend_ready() -> bool:
     """True when every vendored package is installed."""
     return all((NODE_MODULES / Path(folder)).is_dir() for folder in VENDOR.values())
+
+
+def mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc, from the vendored npm packages (they work offline)."""
+    title = f"{app.title} - API"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        """Swagger UI."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=title,
+                                   swagger_js_url="/vendor/swagger-ui-dist/swagger-ui-bundle.js",
+                                   swagger_css_url="/vendor/swagger-ui-dist/swagger-ui.css",
+                                   swagger_favicon_url="/vendor/swagger-ui-dist/favicon-32x32.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        """ReDoc."""
+        return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json", title=title,
+                              redoc_js_url="/vendor/redoc/redoc.standalone.js",
+                              redoc_favicon_url="/vendor/swagger-ui-dist/favicon-32x32.png", with_google_fonts=False)

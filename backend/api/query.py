@@ -50,7 +50,7 @@ def bbox_condition(box: BBox, params: dict) -> str:
     return "AND geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)"
 
 
-def parse_species(text: str | None, known: list[str]) -> list[str]:
+def parse_species(text: str | None, known: list[str], parameter: str = "species") -> list[str]:
     """Species ids from a comma-separated list; BadQuery naming the unknown ones and the known ones."""
     if text is None or text.strip() == "":
         return []
@@ -58,7 +58,7 @@ def parse_species(text: str | None, known: list[str]) -> list[str]:
     unknown = [s for s in wanted if s not in known]
     if unknown:
         names = ", ".join(repr(u) for u in unknown)
-        raise BadQuery("species", f"species {names} unknown; known: {', '.join(known)}")
+        raise BadQuery(parameter, f"{parameter}: species {names} unknown; known: {', '.join(known)}")
     return wanted
 
 
@@ -85,6 +85,9 @@ def decode_cursor(cursor: str | None) -> int:
         prefix, _, value = text.partition(":")
         if prefix != "s1":
             raise ValueError(prefix)
-        return int(value)
+        after = int(value)
+        if not 0 <= after < 2**63:
+            raise ValueError(value)
+        return after
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadQuery("cursor", "cursor is not valid; pass the next_cursor of a previous page unchanged") from None

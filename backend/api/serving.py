@@ -46,7 +46,8 @@ def open_serving(settings: Settings, engine: sa.Engine) -> Serving:
     serving = Serving(settings=settings,
                       catalog=LayerCatalog(engine, settings.layers_dir, settings.layer_version_ttl_s,
                                            settings.infer_layers_kept),
-                      tile_cache=TileCache(settings.tile_cache_entries))
+                      tile_cache=TileCache(settings.tile_cache_entries,
+                                           int(settings.tile_cache_mb * 2**20)))
     try:
         serving.model = InferenceEngine.from_settings(settings)
     except (ModelContractError, ValueError, OSError) as exc:

@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -14,12 +15,26 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class TileCache:
-    """A thread-safe LRU of (status, headers, body) keyed by (version token, path, query)."""
+Entry = tuple[int, list[tuple[bytes, bytes]], bytes]
 
-    def __init__(self, entries: int) -> None:
+
+def entry_bytes(value: Entry) -> int:
+    """Bytes an entry holds (body and headers, plus a fixed overhead)."""
+    return len(value[2]) + sum(len(k) + len(v) for k, v in value[1]) + 256
+
+
+class TileCache:
+    """A thread-safe LRU of (status, headers, body) keyed by (version token, path, normalised query).
+
+    Bounded in bytes (``max_bytes``) and in entries; a response larger than an eighth of the byte bound is
+    not kept, so a few large tiles never push out every small one.
+    """
+
+    def __init__(self, entries: int, max_bytes: int = 64 * 2**20) -> None:
         self.entries = entries
-        self._data: OrderedDict[tuple[str, str, bytes], tuple[int, list[tuple[bytes, bytes]], bytes]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._data: OrderedDict[tuple[str, str, bytes], Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -37,18 +52,36 @@ class TileCache:
 
     def put(self, key: tuple[str, str, bytes], value: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
         """Store a response, evicting the least recently used beyond the limit."""
-        if self.entries <= 0:
+        size = entry_bytes(value)
+        if self.entries <= 0 or size > self.max_bytes // 8:
             return
         with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.bytes -= entry_bytes(old)
             self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.entries:
-                self._data.popitem(last=False)
+            self.bytes += size
+            while len(self._data) > self.entries or self.bytes > self.max_bytes:
+                _, dropped = self._data.popitem(last=False)
+                self.bytes -= entry_bytes(dropped)
 
     def clear(self) -> None:
         """Drop everything."""
         with self._lock:
             self._data.clear()
+            self.bytes = 0
+
+
+def normalise_query(query: bytes, known: set[str] | None) -> bytes | None:
+    """The query string with its parameters sorted; None when it names a parameter outside ``known``.
+
+    A request with an unknown parameter is neither answered from nor stored in the cache (the route
+    validates it), so cache-busting parameters add no entries.
+    """
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    if known is not None and any(k not in known for k, _ in pairs):
+        return None
+    return urlencode(sorted(pairs)).encode("latin-1")
 
 
 class TileCacheMiddleware:
@@ -59,11 +92,13 @@ class TileCacheMiddleware:
     """
 
     def __init__(self, app: ASGIApp, cache: Callable[[], TileCache | None], resolve: Callable[[Scope, str],
-                 str | None], prefix: str = "/tiles/") -> None:
+                 str | None], prefix: str = "/tiles/", parameters: Callable[[], set[str]] | None = None) -> None:
         self.app = app
         self.cache = cache
         self.resolve = resolve
         self.prefix = prefix
+        self.parameters = parameters
+        self._known: set[str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer from the cache or pass through and remember a 200."""
@@ -77,7 +112,13 @@ class TileCacheMiddleware:
         if token is None or cache is None:
             await self.app(scope, receive, send)
             return
-        key = (token, path, scope.get("query_string", b""))
+        if self._known is None and self.parameters is not None:
+            self._known = self.parameters()
+        query = normalise_query(scope.get("query_string", b""), self._known)
+        if query is None:
+            await self.app(scope, receive, send)
+            return
+        key = (token, path, query)
         hit = cache.get(key)
         if hit is not None:
             status, headers, body = hit

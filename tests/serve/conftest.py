@@ -13,7 +13,7 @@ from backend.settings import Settings
 
 from .synthetic import FOOTHILLS, small_grid, write_synthetic_cube, write_tiny_model
 
-ADMIN_TOKEN = "s3cret-test-token"
+ADMIN_TOKEN = "s3cret-test-token-of-at-least-32-characters"
 #: Sites inserted into the serving database: (name, species, lon, lat); the first lie in the high-score blob.
 SYNTHETIC_SITES = [
     ("Blob Sand and Gravel Pit", ["sand_and_gravel"], FOOTHILLS[0] - 0.15, FOOTHILLS[1]),

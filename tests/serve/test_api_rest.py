@@ -86,13 +86,13 @@ def test_infer_limits_in_words(serve_client, serve_settings):
     assert r.status_code == 422 and "cobalt" in r.json()["detail"]
 
 
-def test_refuses_default_admin_token_outside_development(serve_settings):
+def test_short_admin_token_is_refused_at_start_up(serve_settings):
     from backend.api.app import create_app
 
-    default = SecretStr("change-me")
-    with pytest.raises(ValueError, match="M3_ADMIN_TOKEN"):
-        create_app(serve_settings.model_copy(update={"admin_token": default}))
-    assert create_app(serve_settings.model_copy(update={"admin_token": default, "development": True}))
+    for short in ("change-me", "x" * 31):
+        with pytest.raises(ValueError, match="M3_ADMIN_TOKEN .* at least 32"):
+            create_app(serve_settings.model_copy(update={"admin_token": SecretStr(short), "development": True}))
+    assert create_app(serve_settings.model_copy(update={"admin_token": SecretStr("x" * 32)}))
 
 
 def test_schema_behind_is_503_in_words(serve_dirs, make_database):

@@ -6,7 +6,7 @@ import logging
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -24,7 +24,9 @@ def require_admin(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    """401 without a bearer token, 403 with a wrong one."""
+    """404 when no admin token is set, 401 without a bearer token, 403 with a wrong one."""
+    if settings.admin_token is None or not settings.admin_enabled:
+        raise HTTPException(404, "the admin routes are off: no M3_ADMIN_TOKEN is set")
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise HTTPException(401, "an admin bearer token is required (Authorization: Bearer <M3_ADMIN_TOKEN>)",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -58,8 +60,13 @@ def create_reinference(request: Request, engine: EngineDep, serving: ServingDep)
                         headers={"Location": url})
 
 
+#: Largest job id (the column is a 32-bit integer).
+MAX_JOB_ID = 2**31 - 1
+
+
 @router.get("/jobs/{job_id}", summary="Status and progress of a job")
-def read_job(job_id: int, engine: EngineDep, serving: ServingDep) -> dict[str, Any]:
+def read_job(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description=f"A job id, 1..{MAX_JOB_ID}")],
+             engine: EngineDep, serving: ServingDep) -> dict[str, Any]:
     """The job row: status (running, succeeded, failed), progress 0..1, message, error, layer version."""
     serving.poll_workers()
     return get_job(engine, job_id)

@@ -38,5 +38,6 @@ def get_health(request: Request, engine: EngineDep) -> JSONResponse:
             body["layer_version"] = current.id if current else None
         except sa.exc.SQLAlchemyError:
             body["layer_version"] = None
-        body["tile_cache"] = {"hits": serving.tile_cache.hits, "misses": serving.tile_cache.misses}
+        cache = serving.tile_cache
+        body["tile_cache"] = {"hits": cache.hits, "misses": cache.misses, "bytes": cache.bytes}
     return JSONResponse(body)

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Body, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from rasterio.errors import WindowError
 from rasterio.windows import Window
 from rio_tiler.colormap import cmap
 from rio_tiler.models import ImageData
@@ -27,20 +28,30 @@ router = APIRouter(prefix="/api", tags=["infer"])
 
 Box = tuple[float, float, float, float]
 
+#: Most hidden regions, and most species named in a list, of one request.
+MAX_REGIONS = 32
+MAX_SPECIES = 64
+#: Largest seed of the random masks.
+MAX_SEED = 2**32 - 1
+
 
 class InferCreate(BaseModel):
-    """An infill request: the box, what to hide, and how many evaluations."""
+    """An infill request: the box, what to hide, and how many evaluations (unknown fields are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     bbox: Box | str = Field(description="minx,miny,maxx,maxy in lon/lat (a string or four numbers)",
                             examples=["-121.2,38.8,-120.4,39.4"])
-    species: list[str] | None = Field(default=None, description="Species to report (default: all of the model's)")
-    hide_species: list[str] = Field(default_factory=list, description="Species hidden from the model in the box")
-    hide_regions: list[Box] = Field(default_factory=list,
-                                    description="Lon/lat boxes inside the box where they are hidden "
-                                                "(default: the whole box)")
+    species: list[str] | None = Field(default=None, max_length=MAX_SPECIES,
+                                      description="Species to report (default: all of the model's)")
+    hide_species: list[str] = Field(default_factory=list, max_length=MAX_SPECIES,
+                                    description="Species hidden from the model in the box")
+    hide_regions: list[Box] = Field(default_factory=list, max_length=MAX_REGIONS,
+                                    description=f"Lon/lat boxes inside the box where they are hidden (default: the "
+                                                f"whole box; at most {MAX_REGIONS}; one outside the box is a 422)")
     ensemble: int = Field(default=1, description="Evaluations (the first hides only what you chose; the others "
                                                  "add seeded random masks)")
-    seed: int = Field(default=0, description="Seed of the random masks")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description=f"Seed of the random masks, 0..{MAX_SEED}")
     render: str | None = Field(default=None, description="Species drawn as the returned layer "
                                                         "(default: the first hidden, else the first reported)")
 
@@ -61,6 +72,20 @@ def _window(serving: Serving, box: BBox, parameter: str) -> Window:
     if win.width == 0 or win.height == 0:
         raise BadQuery(parameter, f"{parameter} lies outside the grid (the contiguous US)")
     return win
+
+
+def _region(serving: Serving, box: BBox, window: Window, value: Box, index: int) -> Window:
+    """The grid window of a hidden region, clipped to the box's window (BadQuery when it lies outside the box)."""
+    parameter = f"hide_regions[{index}]"
+    region = _box(value, parameter)
+    if region.minx >= box.maxx or region.maxx <= box.minx or region.miny >= box.maxy or region.maxy <= box.miny:
+        raise BadQuery("hide_regions", f"{parameter} {[region.minx, region.miny, region.maxx, region.maxy]} lies "
+                                       "outside the bbox; a hidden region must overlap the box")
+    win = _window(serving, region, parameter)
+    try:
+        return win.intersection(window)
+    except WindowError:
+        raise BadQuery("hide_regions", f"{parameter} covers no cell of the bbox") from None
 
 
 def _png(values: np.ndarray) -> bytes:
@@ -88,13 +113,15 @@ def create_infer(request: Request, serving: ServingDep,
         side = int(settings.infer_max_cells ** 0.5)
         raise BoxTooLarge("bbox", f"the box covers {int(window.width)} x {int(window.height)} = {cells} cells; at "
                                   f"most {settings.infer_max_cells} cells (about {side} x {side}) are allowed")
-    report = parse_species(",".join(body.species), species) if body.species else species
-    hide = parse_species(",".join(body.hide_species), species) if body.hide_species else []
+    report = (parse_species(",".join(body.species), species) if body.species else []) or species
+    hide = parse_species(",".join(body.hide_species), species, "hide_species") if body.hide_species else []
     if not 1 <= body.ensemble <= settings.infer_max_ensemble:
         raise BadQuery("ensemble", f"ensemble {body.ensemble} is outside 1..{settings.infer_max_ensemble}")
-    regions = tuple(_window(serving, _box(r, "hide_regions"), "hide_regions") for r in body.hide_regions)
-    render = body.render or (hide[0] if hide else report[0])
-    parse_species(render, species)
+    regions = tuple(_region(serving, box, window, r, i) for i, r in enumerate(body.hide_regions))
+    drawn = parse_species(body.render, species, "render") if body.render else []
+    if body.render is not None and len(drawn) != 1:
+        raise BadQuery("render", f"render names one species of: {', '.join(species)}")
+    render = drawn[0] if drawn else (hide[0] if hide else report[0])
     result = run_infill(serving.model, serving.cube, InfillRequest(
         window=window, hide_species=tuple(hide), hide_windows=regions, ensemble=body.ensemble, seed=body.seed,
         context=settings.infer_context_cells), settings.window_size, settings.window_overlap)

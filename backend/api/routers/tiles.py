@@ -1,7 +1,13 @@
-"""Tiles of published layers through TiTiler: a layer id maps to a file; no client path or URL reaches GDAL."""
+"""Tiles of published layers through TiTiler: a layer id maps to a file; no client path or URL reaches GDAL.
+
+Every size parameter has a maximum (SIZE_LIMITS); above it, or for a bad tile index or point, the answer is a
+422 naming the parameter and its range, before any raster is read.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -25,12 +31,87 @@ LAYER_ID_HELP = "A layer id from GET /api/layers, e.g. gold.prospectivity (or a 
 COLORMAPS = sorted(cmap.list())
 
 
-def refuse_url(request: Request) -> None:
-    """Refuse ``url=`` (and ``path=``): the tiles of this service are named by layer id only."""
+#: The allowed range of each size parameter of the tile endpoints (inclusive).
+SIZE_LIMITS: dict[str, tuple[float, float]] = {
+    "tilesize": (64, 1024), "buffer": (0, 64), "padding": (0, 64), "max_size": (1, 2048), "width": (1, 2048),
+    "height": (1, 2048), "histogram_bins": (1, 1024), "cover_scale": (1, 20), "minzoom": (0, 24),
+    "maxzoom": (0, 24),
+}
+#: Most values of a list parameter (percentiles ``p``, categories ``c``, band indexes ``bidx``, ``rescale``).
+MAX_LIST_VALUES = 32
+#: Longest text parameter (``expression``, ``algorithm_params``, ``color_formula``).
+MAX_TEXT = 500
+MAX_ZOOM = 30
+
+
+def _number(name: str, text: str) -> float:
+    """A finite number of a query or path parameter, or BadQuery."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadQuery(name, f"{name} {text[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BadQuery(name, f"{name} must be a finite number")
+    return value
+
+
+def _check_range(name: str, text: str) -> None:
+    """BadQuery when a size parameter is outside its documented range."""
+    lo, hi = SIZE_LIMITS[name]
+    if name == "histogram_bins" and "," in text:  # explicit bin edges
+        edges = [_number(name, t) for t in text.split(",")]
+        if len(edges) - 1 > hi or edges != sorted(edges) or len(edges) < 2:
+            raise BadQuery(name, f"histogram_bins edges must be 2..{int(hi) + 1} increasing numbers")
+        return
+    value = _number(name, text)
+    if not lo <= value <= hi:
+        raise BadQuery(name, f"{name} {value:g} is outside {lo:g}..{hi:g} (the maximum of this service)")
+
+
+def check_tile_query(request: Request) -> None:
+    """Refuse ``url=``/``path=``, sizes over their maxima, bad percentiles, ranges, tile indexes and points."""
+    query = request.query_params
     for name in ("url", "path"):
-        if name in request.query_params:
+        if name in query:
             raise BadQuery(name, f"{name}= is not accepted: tiles are served for layer ids only "
                                  "(GET /api/layers lists them), never for a client-supplied path or URL")
+    for name in SIZE_LIMITS:
+        if name in query:
+            _check_range(name, query[name])
+    for name in ("p", "c", "bidx", "rescale"):
+        values = query.getlist(name)
+        if len(values) > MAX_LIST_VALUES:
+            raise BadQuery(name, f"{name} is given {len(values)} times; at most {MAX_LIST_VALUES}")
+    for text in query.getlist("p"):
+        if not 0 <= _number("p", text) <= 100:
+            raise BadQuery("p", f"percentile p {text[:20]} is outside 0..100")
+    for text in query.getlist("bidx"):
+        if _number("bidx", text) != 1:
+            raise BadQuery("bidx", f"bidx {text[:20]} does not exist: every layer has one band (bidx=1)")
+    for band in re.findall(r"\bb(\d+)\b", query.get("expression", "")):
+        if band != "1":
+            raise BadQuery("expression", f"expression names band b{band[:10]}: every layer has one band (b1)")
+    for name in ("expression", "algorithm_params", "color_formula"):
+        if len(query.get(name, "")) > MAX_TEXT:
+            raise BadQuery(name, f"{name} is longer than {MAX_TEXT} characters")
+    if "histogram_range" in query:
+        bounds = [_number("histogram_range", t) for t in query["histogram_range"].split(",")]
+        if len(bounds) != 2 or bounds[0] >= bounds[1]:
+            raise BadQuery("histogram_range", "histogram_range is min,max with min < max")
+    path = request.path_params
+    if "z" in path:
+        z, x, y = (_number(k, str(path[k])) for k in ("z", "x", "y"))
+        width = height = 2**min(max(int(z), 0), MAX_ZOOM)
+        if path.get("tileMatrixSetId") in TILE_MATRIX_SETS.list() and 0 <= z <= MAX_ZOOM and z == int(z):
+            matrix = TILE_MATRIX_SETS.get(path["tileMatrixSetId"]).matrix(int(z))
+            width, height = matrix.matrixWidth, matrix.matrixHeight
+        if not (0 <= z <= MAX_ZOOM and 0 <= x < width and 0 <= y < height and z == int(z)):
+            raise BadQuery("z", f"tile {z:g}/{x:g}/{y:g} does not exist: 0 <= z <= {MAX_ZOOM}, 0 <= x < {width}, "
+                                f"0 <= y < {height}")
+    if "lon" in path:
+        lon, lat = _number("lon", str(path["lon"])), _number("lat", str(path["lat"]))
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise BadQuery("lon", "the point must lie within -180..180, -90..90 (lon,lat)")
 
 
 def layer_path(request: Request, layer_id: Annotated[str, Path(description=LAYER_ID_HELP)]) -> str:
@@ -89,7 +170,7 @@ def build_tiles_router() -> APIRouter:
     """The TiTiler endpoints under ``/tiles/{layer_id}`` (tiles, TileJSON, info, statistics, point)."""
     factory = TilerFactory(
         reader=LayerReader,
-        router=APIRouter(dependencies=[Depends(refuse_url)]),
+        router=APIRouter(dependencies=[Depends(check_tile_query)]),
         router_prefix="/tiles/{layer_id}",
         path_dependency=layer_path,
         colormap_dependency=layer_colormap,
