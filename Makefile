@@ -53,8 +53,15 @@ frontend: frontend/node_modules/.package-lock.json
 frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
 	cd frontend && npm ci --no-audit --no-fund
 
-serve:
-	$(M3) serve
+# The admin token: generated once into a git-ignored file (the admin routes are off without one).
+ADMIN_TOKEN_FILE := .m3/admin-token
+
+$(ADMIN_TOKEN_FILE):
+	@mkdir -p $(@D) && umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(32))" > $@
+
+serve: $(ADMIN_TOKEN_FILE)
+	@echo "admin token in $(ADMIN_TOKEN_FILE) (curl -H \"Authorization: Bearer \$$(cat $(ADMIN_TOKEN_FILE))\" ...)"
+	M3_ADMIN_TOKEN=$${M3_ADMIN_TOKEN:-$$(cat $(ADMIN_TOKEN_FILE))} $(M3) serve
 
 lint: install
 	$(BIN)/ruff check backend model tests bench alembic
