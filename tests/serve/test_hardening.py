@@ -160,3 +160,14 @@ def test_hidden_region_outside_the_box_is_422(serve_client):
     far = [FOOTHILLS[0] + 1, FOOTHILLS[1] + 1, FOOTHILLS[0] + 1.2, FOOTHILLS[1] + 1.2]
     r = serve_client.post("/api/infer", json={"bbox": BOX, "hide_species": ["zinc"], "hide_regions": [far]})
     assert "hide_regions" in _problem(r) and "outside the bbox" in r.text
+
+
+# -- row 8: boxes are rounded outward to whole cells, like /api/infer ------------------------------------------
+def test_prospectivity_box_covers_the_same_cells_as_infer(serve_client):
+    tiny = f"{FOOTHILLS[0]},{FOOTHILLS[1]},{FOOTHILLS[0] + 0.0001},{FOOTHILLS[1] + 0.0001}"
+    r = serve_client.get("/api/prospectivity", params={"bbox": tiny, "species": "zinc"})
+    assert r.status_code == 200, r.text
+    assert r.json()["window"]["width"] >= 1 and r.json()["species"]["zinc"]["cells"] >= 1
+    stats = serve_client.get("/api/prospectivity", params={"bbox": BOX, "species": "zinc"}).json()
+    infer = serve_client.post("/api/infer", json={"bbox": BOX}).json()
+    assert stats["window"] == infer["window"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -10,7 +11,7 @@ import rasterio
 from fastapi import APIRouter, Query, Response
 from rasterio.io import MemoryFile
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 
 from backend.api.errors import BadQuery
 from backend.api.query import BBox, parse_bbox, parse_species
@@ -25,14 +26,20 @@ Kind = Literal["prospectivity", "uncertainty", "discrepancy"]
 
 
 def box_window(src: rasterio.DatasetReader, box: BBox) -> Window:
-    """The window of whole cells of ``src`` covering a lon/lat box, clipped to the raster."""
-    bounds = transform_bounds("EPSG:4326", src.crs, box.minx, box.miny, box.maxx, box.maxy, densify_pts=21)
-    win = from_bounds(*bounds, transform=src.transform).round_offsets(op="floor").round_lengths(op="ceil")
-    full = Window(0, 0, src.width, src.height)
-    try:
-        return win.intersection(full)
-    except rasterio.errors.WindowError:
+    """The window of whole cells of ``src`` covering a lon/lat box (rounded outward), clipped to the raster.
+
+    The same cells as /api/infer's window of the box (every cell the box touches, at least one).
+    """
+    minx, miny, maxx, maxy = transform_bounds("EPSG:4326", src.crs, box.minx, box.miny, box.maxx, box.maxy,
+                                              densify_pts=21)
+    t = src.transform
+    cols = sorted(((minx - t.c) / t.a, (maxx - t.c) / t.a))
+    rows = sorted(((maxy - t.f) / t.e, (miny - t.f) / t.e))
+    c0, c1 = max(0, math.floor(cols[0])), min(src.width, math.ceil(cols[1]))
+    r0, r1 = max(0, math.floor(rows[0])), min(src.height, math.ceil(rows[1]))
+    if c1 <= c0 or r1 <= r0:
         return Window(0, 0, 0, 0)
+    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def array_stats(values: np.ndarray, cell_km2: float) -> dict[str, Any]:
