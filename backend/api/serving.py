@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from backend.inference.contract import ModelContractError
 from backend.inference.cube_inputs import CubeMissingError, CubeSource
 from backend.inference.engine import InferenceEngine
-from backend.inference.jobs import reap_dead_jobs
+from backend.inference.jobs import reap_dead_jobs, reap_stale_versions
 from backend.layers.catalog import LayerCatalog
 from backend.layers.tile_cache import TileCache
 from backend.settings import Settings
@@ -65,6 +65,7 @@ def open_serving(settings: Settings, engine: sa.Engine) -> Serving:
         log.warning("no cube for on-request inference: %s", exc)
     try:
         reap_dead_jobs(engine)
+        reap_stale_versions(engine)
     except sa.exc.SQLAlchemyError as exc:
         log.warning("could not check for dead jobs: %s", exc.__class__.__name__)
     return serving

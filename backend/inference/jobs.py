@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from backend.db.tables import jobs
+from backend.db.tables import jobs, layer_versions
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,35 @@ def reap_dead_jobs(engine: sa.Engine, grace_s: float = 30.0) -> list[int]:
     for job_id, why in dead:
         log.warning("job %d: %s", job_id, why)
         finish_job(engine, job_id, ok=False, message="failed", error=why)
+    if dead:
+        reap_stale_versions(engine)
     return [d[0] for d in dead]
+
+
+#: A layer version built without a job (``m3 infer``) still 'building' after this long is taken for dead.
+STALE_BUILD_S = 24 * 3600.0
+
+
+def reap_stale_versions(engine: sa.Engine, stale_s: float = STALE_BUILD_S) -> list[int]:
+    """Mark failed the 'building' layer versions whose job is no longer running (or, without a job, too old).
+
+    A worker killed with -9 cannot mark its version itself; its folder is removed at the next pruning.
+    """
+    building = sa.select(layer_versions.c.id).where(layer_versions.c.status == "building")
+    running = sa.select(jobs.c.id).where(jobs.c.status == "running")
+    with engine.begin() as conn:
+        ids = conn.execute(
+            layer_versions.update()
+            .where(layer_versions.c.id.in_(building),
+                   sa.or_(sa.and_(layer_versions.c.job_id.is_not(None), layer_versions.c.job_id.not_in(running)),
+                          sa.and_(layer_versions.c.job_id.is_(None),
+                                  layer_versions.c.created_at < sa.func.now() - sa.func.make_interval(
+                                      0, 0, 0, 0, 0, 0, stale_s))))
+            .values(status="failed", is_current=False)
+            .returning(layer_versions.c.id)).scalars().all()
+    if ids:
+        log.warning("layer versions %s were left building by a dead job; marked failed", list(ids))
+    return [int(i) for i in ids]
 
 
 def get_job(engine: sa.Engine, job_id: int) -> dict[str, Any]:

@@ -80,6 +80,10 @@ def test_concurrent_409_and_kill_9_leaves_served_version_intact(admin_env):
     with TestClient(create_app(slow)) as restarted:
         job = restarted.get(f"/admin/jobs/{job_id}", headers=AUTH).json()
         assert job["status"] == "failed" and "died" in job["error"]
+        with engine.connect() as conn:  # its layer version is not left 'building' for ever
+            statuses = conn.execute(sa.text("SELECT status FROM layer_versions WHERE job_id = :j"),
+                                    {"j": job_id}).scalars().all()
+        assert statuses and "building" not in statuses, statuses
         after = load_current(engine, settings.layers_dir)
         assert after is not None and before is not None and after.id == before.id
         assert restarted.get("/api/layers").json()["version"] == before.id
