@@ -18,6 +18,8 @@ from backend.api.errors import add_exception_handlers
 from backend.api.frontend import mount_docs, mount_frontend
 from backend.api.guards import (
     BodyLimit,
+    LoadLimiter,
+    Pool,
     RepeatedParameterGuard,
     SecurityHeaders,
     TrustedHostGuard,
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {p["name"] for path, item in app.openapi()["paths"].items() if path.startswith("/tiles/")
                 for op in item.values() for p in op.get("parameters", []) if p.get("in") == "query"}
 
+    app.add_middleware(LoadLimiter, pools=_pools(settings))  # inside the cache: a cached tile never waits
     app.add_middleware(TileCacheMiddleware, cache=cache, resolve=version_token, parameters=tile_parameters)
     # Outermost last: the host is checked first, then the headers, the body size and repeated parameters.
     app.add_middleware(RepeatedParameterGuard, list_parameters=lambda: list_query_parameters(app.openapi()))
@@ -106,6 +109,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, img_sources=_origin(settings.basemap_url))
     app.add_middleware(TrustedHostGuard, allowed=settings.allowed_hosts)
     return app
+
+
+def _pools(settings: Settings) -> list[tuple[Pool, Any]]:
+    """The bounded pools of the heavy routes: on-request inference, box statistics, tile renders."""
+    wait = settings.pool_wait_s
+
+    def infer(method: str, path: str) -> bool:
+        return path == "/api/infer"
+
+    def heavy(method: str, path: str) -> bool:
+        return path == "/api/prospectivity" or (path.startswith("/tiles/") and "/tiles/" not in path[7:]
+                                                 and not path.endswith(("/info", "/info.geojson", ".json")))
+
+    def tiles(method: str, path: str) -> bool:
+        return path.startswith("/tiles/")
+
+    return [(Pool("inference", settings.infer_concurrency, settings.infer_queue, wait, 10), infer),
+            (Pool("statistics", settings.heavy_concurrency, settings.heavy_queue, wait, 5), heavy),
+            (Pool("tile", settings.tile_concurrency, settings.tile_queue, wait, 2), tiles)]
 
 
 def _origin(url: str | None) -> str:

@@ -210,3 +210,67 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class Pool:
+    """At most ``concurrency`` requests at once, at most ``queue`` more waiting (asyncio, one event loop)."""
+
+    def __init__(self, name: str, concurrency: int, queue: int, wait_s: float, retry_after_s: int) -> None:
+        import asyncio
+
+        self.name = name
+        self.concurrency = concurrency
+        self.queue = queue
+        self.wait_s = wait_s
+        self.retry_after_s = retry_after_s
+        self.in_flight = 0
+        self.refused = 0
+        self._semaphore = asyncio.Semaphore(concurrency)
+
+
+class LoadLimiter:
+    """Heavy routes run through bounded pools; when a pool and its queue are full the answer is 503 at once.
+
+    ``pools`` maps a pool to a predicate on (method, path). A request waits at most ``wait_s`` for a slot
+    (then 503); every 503 carries ``Retry-After``.
+    """
+
+    def __init__(self, app: ASGIApp, pools: list[tuple[Pool, Callable[[str, str], bool]]]) -> None:
+        self.app = app
+        self.pools = pools
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Admit, queue or refuse a request of a pooled route."""
+        import asyncio
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method, path = scope.get("method", ""), scope.get("path", "")
+        pool = next((p for p, matches in self.pools if matches(method, path)), None)
+        if pool is None:
+            await self.app(scope, receive, send)
+            return
+        if pool.in_flight >= pool.concurrency + pool.queue:
+            await self._busy(send, pool)
+            return
+        pool.in_flight += 1
+        try:
+            try:
+                await asyncio.wait_for(pool._semaphore.acquire(), timeout=pool.wait_s)
+            except TimeoutError:
+                await self._busy(send, pool)
+                return
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                pool._semaphore.release()
+        finally:
+            pool.in_flight -= 1
+
+    @staticmethod
+    async def _busy(send: Send, pool: Pool) -> None:
+        pool.refused += 1
+        await send_json(send, 503, {"detail": f"the server is busy with {pool.name} requests ({pool.concurrency} at "
+                                              f"once, {pool.queue} waiting); retry after {pool.retry_after_s} s"},
+                        headers=[(b"retry-after", str(pool.retry_after_s).encode())])

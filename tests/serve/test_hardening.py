@@ -171,3 +171,44 @@ def test_prospectivity_box_covers_the_same_cells_as_infer(serve_client):
     stats = serve_client.get("/api/prospectivity", params={"bbox": BOX, "species": "zinc"}).json()
     infer = serve_client.post("/api/infer", json={"bbox": BOX}).json()
     assert stats["window"] == infer["window"]
+
+
+# -- row 4: heavy routes run through a bounded pool ------------------------------------------------------------
+def test_full_pool_answers_503_with_retry_after():
+    import asyncio
+
+    import httpx
+
+    from backend.api.guards import LoadLimiter, Pool
+
+    async def slow(scope, receive, send):
+        await asyncio.sleep(0.3)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def run() -> list[httpx.Response]:
+        pool = Pool("inference", concurrency=1, queue=1, wait_s=5, retry_after_s=10)
+        app = LoadLimiter(slow, [(pool, lambda method, path: path == "/api/infer")])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+            return list(await asyncio.gather(*(c.post("/api/infer") for _ in range(3)), c.get("/healthz")))
+
+    responses = asyncio.run(run())
+    codes = sorted(r.status_code for r in responses[:3])
+    assert codes == [200, 200, 503] and responses[3].status_code == 200
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] == "10" and "busy" in busy.json()["detail"]
+
+
+def test_pools_cover_the_heavy_routes(serve_settings):
+    from backend.api.app import _pools
+
+    pools = _pools(serve_settings)
+
+    def pool_of(method, path):
+        return next((p.name for p, matches in pools if matches(method, path)), None)
+
+    assert pool_of("POST", "/api/infer") == "inference"
+    assert pool_of("GET", "/api/prospectivity") == "statistics"
+    assert pool_of("GET", "/tiles/gold.prospectivity/statistics") == "statistics"
+    assert pool_of("GET", f"{TILE}.png") == "tile"
+    assert pool_of("GET", "/api/sites") is None and pool_of("GET", "/healthz") is None
