@@ -19,10 +19,12 @@ from backend.cube.labels import (
     ALL_SITES,
     DEFAULT_CROSSREF,
     count_layers,
+    from_sources,
     label_statistics,
     locate_sites,
     narrow_counts,
     presence,
+    select_cells,
     validate_species,
 )
 from backend.cube.quicklook import QuickLook, render
@@ -38,14 +40,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Version of the cube layout described by cube.json.
-CUBE_FORMAT = 1
+#: Version of the cube layout described by cube.json. 2 adds labels_survey.tif, labels_national.tif,
+#: states.tif and the "states" list; the files of format 1 are unchanged, so its readers read format 2.
+CUBE_FORMAT = 2
 LABELS_TIF = "labels.tif"
 COUNTS_TIF = "label_counts.tif"
 CROSSREF_TIF = "crossref_counts.tif"
 COVERAGE_TIF = "coverage.tif"
 COVARIATES_TIF = "covariates.tif"
 VALID_TIF = "covariates_valid.tif"
+SURVEY_TIF = "labels_survey.tif"
+NATIONAL_TIF = "labels_national.tif"
+STATES_TIF = "states.tif"
 
 
 @dataclass(frozen=True)
@@ -152,11 +158,14 @@ def build_cube_from_sites(
         t0 = step("labels")
         cells = locate_sites(grid, sites)
         counts = count_layers(grid, sites, cells, request.species)
+        systematic = from_sources(sites, cov.systematic_sources())
+        survey_counts = count_layers(grid, sites, select_cells(cells, systematic), request.species)
+        national_counts = count_layers(grid, sites, select_cells(cells, ~systematic), request.species)
         xref_counts = count_layers(grid, sites, cells, request.crossref)
         done("labels", t0)
 
         t0 = step("coverage")
-        coverage, conus, covered = cov.coverage_layers(grid, sites)
+        states = cov.state_layers(grid, sites)
         done("coverage", t0)
 
         t0 = step("covariates")
@@ -176,17 +185,17 @@ def build_cube_from_sites(
                 request,
                 cells.n_inside,
                 counts,
+                survey_counts,
+                national_counts,
                 xref_counts,
-                coverage,
-                conus,
-                covered,
+                states,
                 layers,
                 settings,
             )
             done("write", t0)
             if quicklooks:
                 t0 = step("quick-looks")
-                looks = _quicklooks(request, counts, xref_counts, coverage, conus, layers)
+                looks = _quicklooks(request, counts, survey_counts, national_counts, xref_counts, states, layers)
                 render(staging / "quicklook", grid, looks, progress=progress)
                 done("quick-looks", t0)
             write_json(staging / "cube.json", manifest)
@@ -203,23 +212,27 @@ def _write(
     request: CubeRequest,
     n_inside: int,
     counts: np.ndarray,
+    survey_counts: np.ndarray,
+    national_counts: np.ndarray,
     xref_counts: np.ndarray,
-    coverage: np.ndarray,
-    conus: np.ndarray,
-    covered: list[str],
+    states: cov.StateLayers,
     layers: list[Covariate],
     settings: Settings,
 ) -> dict[str, Any]:
     """Write every raster into the staging folder and return the cube.json manifest."""
     species = list(request.species)
     xref = list(request.crossref)
+    coverage, conus = states.coverage, states.conus
     write_geotiff(staging / LABELS_TIF, grid, presence(counts), species)
+    write_geotiff(staging / SURVEY_TIF, grid, presence(survey_counts), species)
+    write_geotiff(staging / NATIONAL_TIF, grid, presence(national_counts), species)
     narrow, narrow_xref = narrow_counts(counts), narrow_counts(xref_counts)
     count_dtype, xref_dtype = str(narrow.dtype), str(narrow_xref.dtype)
     write_geotiff(staging / COUNTS_TIF, grid, narrow, species)
     write_geotiff(staging / CROSSREF_TIF, grid, narrow_xref, xref)
     del narrow, narrow_xref
     write_geotiff(staging / COVERAGE_TIF, grid, np.stack([coverage, conus]), ["coverage", "conus"])
+    write_geotiff(staging / STATES_TIF, grid, states.index[np.newaxis], ["state"])
 
     stats = [normalisation(c.data, conus) for c in layers]
     names = [c.name for c in layers]
@@ -238,12 +251,25 @@ def _write(
         inputs[key] = {"path": _display_path(path), "sha256": sha256_file(path)}
 
     species_stats = label_statistics(species, counts, coverage)
+    survey_stats = label_statistics(species, survey_counts, coverage)
+    national_stats = label_statistics(species, national_counts, coverage)
     xref_stats = label_statistics(xref, xref_counts, coverage)
-    tifs = [LABELS_TIF, COUNTS_TIF, CROSSREF_TIF, COVERAGE_TIF, COVARIATES_TIF, VALID_TIF]
+    tifs = [
+        LABELS_TIF,
+        SURVEY_TIF,
+        NATIONAL_TIF,
+        COUNTS_TIF,
+        CROSSREF_TIF,
+        COVERAGE_TIF,
+        STATES_TIF,
+        COVARIATES_TIF,
+        VALID_TIF,
+    ]
     return {
         "format": CUBE_FORMAT,
         "grid": grid.to_json(),
         "species": species,
+        "states": list(states.codes),
         "sites": {"located": len(sites), "inside_grid": n_inside, "outside_grid": len(sites) - n_inside},
         "files": {
             LABELS_TIF: {
@@ -251,6 +277,20 @@ def _write(
                 "kind": "presence",
                 "bands": species_stats,
                 "meaning": "1 where at least one known site of the species lies in the cell",
+            },
+            SURVEY_TIF: {
+                "dtype": "uint8",
+                "kind": "presence",
+                "bands": survey_stats,
+                "meaning": "1 where at least one site of the species from a systematic source (coverage_rule "
+                "sources) lies in the cell; labels.tif is this or labels_national.tif",
+            },
+            NATIONAL_TIF: {
+                "dtype": "uint8",
+                "kind": "presence",
+                "bands": national_stats,
+                "meaning": "1 where at least one site of the species from a national thematic set (any source "
+                "not in coverage_rule sources) lies in the cell",
             },
             COUNTS_TIF: {
                 "dtype": count_dtype,
@@ -281,6 +321,18 @@ def _write(
                     },
                 ],
             },
+            STATES_TIF: {
+                "dtype": "uint8",
+                "kind": "index",
+                "bands": [
+                    {
+                        "name": "state",
+                        "cells": int(np.count_nonzero(states.index)),
+                        "meaning": "0 where the cell centre is in no state; else 1 + the position of the "
+                        "state's postal code in cube.json states",
+                    },
+                ],
+            },
             COVARIATES_TIF: {
                 "dtype": "float32",
                 "kind": "covariates",
@@ -305,7 +357,7 @@ def _write(
             },
         },
         "checksums": {name: sha256_file(staging / name) for name in tifs},
-        "coverage_rule": cov.rule_to_json(cov.COVERAGE_RULE, cov.DEFAULT_MIN_SITES, covered),
+        "coverage_rule": cov.rule_to_json(cov.COVERAGE_RULE, cov.DEFAULT_MIN_SITES, states.covered),
         "inputs": inputs,
     }
 
@@ -313,9 +365,10 @@ def _write(
 def _quicklooks(
     request: CubeRequest,
     counts: np.ndarray,
+    survey_counts: np.ndarray,
+    national_counts: np.ndarray,
     xref_counts: np.ndarray,
-    coverage: np.ndarray,
-    conus: np.ndarray,
+    states: cov.StateLayers,
     layers: list[Covariate],
 ) -> list[QuickLook]:
     """One quick-look per band of every raster in the cube."""
@@ -323,11 +376,18 @@ def _quicklooks(
     for k, name in enumerate(request.species):
         n = int(counts[k].sum())
         looks.append(QuickLook(f"presence_{name}", counts[k], "presence", f"{name}: presence ({n:,} sites)"))
+        n = int(survey_counts[k].sum())
+        title = f"{name}: presence, systematic sources ({n:,} sites)"
+        looks.append(QuickLook(f"survey_{name}", survey_counts[k], "presence", title))
+        n = int(national_counts[k].sum())
+        title = f"{name}: presence, national thematic sets ({n:,} sites)"
+        looks.append(QuickLook(f"national_{name}", national_counts[k], "presence", title))
         looks.append(QuickLook(f"counts_{name}", counts[k], "counts", f"{name}: sites per cell", "sites"))
     for k, name in enumerate(request.crossref):
         looks.append(QuickLook(f"crossref_{name}", xref_counts[k], "counts", f"{name}: sites per cell", "sites"))
-    looks.append(QuickLook("coverage", coverage, "mask", "coverage mask (systematic records)"))
-    looks.append(QuickLook("conus", conus, "mask", "CONUS mask"))
+    looks.append(QuickLook("coverage", states.coverage, "mask", "coverage mask (systematic records)"))
+    looks.append(QuickLook("conus", states.conus, "mask", "CONUS mask"))
+    looks.append(QuickLook("states", states.index, "continuous", "state index (1 + position in cube.json states)"))
     for c in layers:
         looks.append(QuickLook(c.name, c.data, "continuous", f"{c.name} ({c.units})", c.units))
         looks.append(QuickLook(f"{c.name}_valid", c.valid, "mask", f"{c.name}: validity"))

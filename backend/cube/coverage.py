@@ -5,6 +5,9 @@ geological survey, or the USGS MRDS subset of one state) to the state it covers.
 covered when its source is present in the site store with at least ``min_sites`` records. The
 sparse national thematic datasets (mrdata.usgs.gov thematic sets, Earth MRI) add sites to the
 labels but make no region covered. The rule in force is copied into cube.json.
+
+The same state outlines give the state index layer: which conterminous state (or DC) each cell's
+centre lies in, for evaluations that hold out or score one state at a time.
 """
 
 from __future__ import annotations
@@ -63,12 +66,63 @@ def covered_states(
     return sorted({r.state for r in rule if source_counts.get(r.source, 0) >= min_sites})
 
 
+def systematic_sources(rule: Sequence[CoverageSource] = COVERAGE_RULE) -> frozenset[str]:
+    """The source URIs of the rule: records that are systematic for their state (every other is national)."""
+    return frozenset(r.source for r in rule)
+
+
 def state_mask(grid: Grid, geometries: Sequence[object]) -> np.ndarray:
     """uint8 mask of cells whose centre lies inside any of the lon/lat geometries."""
     if not geometries:
         return np.zeros(grid.shape, dtype=np.uint8)
     shapes = [(project_geometry(g, "EPSG:4326", grid.crs), 1) for g in geometries]
     return rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8")
+
+
+def state_index(grid: Grid, geometries: Sequence[object]) -> np.ndarray:
+    """uint8 raster: 1 + the position of the geometry that holds the cell centre, 0 in none of them.
+
+    The cells are those :func:`state_mask` marks for all the geometries together, so
+    ``state_index(grid, g) > 0`` equals ``state_mask(grid, g)``.
+    """
+    if len(geometries) > np.iinfo(np.uint8).max:
+        raise ValueError(f"{len(geometries)} geometries do not fit a uint8 index (at most 255)")
+    if not geometries:
+        return np.zeros(grid.shape, dtype=np.uint8)
+    shapes = [(project_geometry(g, "EPSG:4326", grid.crs), k + 1) for k, g in enumerate(geometries)]
+    return rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8")
+
+
+@dataclass(frozen=True)
+class StateLayers:
+    """The coverage mask, the CONUS mask, the state index and the state lists they refer to."""
+
+    coverage: np.ndarray  # uint8 (H, W): 1 in covered states
+    conus: np.ndarray  # uint8 (H, W): 1 inside the 48 conterminous states and DC
+    index: np.ndarray  # uint8 (H, W): 0 in no state, else 1 + position in ``codes``
+    codes: list[str]  # sorted postal codes of the conterminous states and DC
+    covered: list[str]  # sorted postal codes of the covered states
+
+
+def state_layers(
+    grid: Grid,
+    sites: SiteTable,
+    rule: Sequence[CoverageSource] = COVERAGE_RULE,
+    min_sites: int = DEFAULT_MIN_SITES,
+) -> StateLayers:
+    """Every layer drawn from the state outlines: coverage, CONUS and the per-state index."""
+    from backend.geo.boundaries import NOT_CONUS, load_states
+
+    states = {s.code: s for s in load_states()}
+    covered = covered_states(sites.source_counts(), rule, min_sites)
+    unknown = [c for c in covered if c not in states]
+    if unknown:
+        raise ValueError(f"coverage rule names unknown states {unknown}; known: {', '.join(sorted(states))}")
+    coverage = state_mask(grid, [states[c].geometry for c in covered])
+    codes = sorted(c for c in states if c not in NOT_CONUS)
+    index = state_index(grid, [states[c].geometry for c in codes])
+    conus = (index > 0).astype(np.uint8)
+    return StateLayers(coverage=coverage, conus=conus, index=index, codes=codes, covered=covered)
 
 
 def coverage_layers(
@@ -78,16 +132,8 @@ def coverage_layers(
     min_sites: int = DEFAULT_MIN_SITES,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The coverage mask, the CONUS mask (cells inside the 48 states + DC) and the covered states."""
-    from backend.geo.boundaries import NOT_CONUS, load_states
-
-    states = {s.code: s for s in load_states()}
-    covered = covered_states(sites.source_counts(), rule, min_sites)
-    unknown = [c for c in covered if c not in states]
-    if unknown:
-        raise ValueError(f"coverage rule names unknown states {unknown}; known: {', '.join(sorted(states))}")
-    coverage = state_mask(grid, [states[c].geometry for c in covered])
-    conus = state_mask(grid, [s.geometry for c, s in sorted(states.items()) if c not in NOT_CONUS])
-    return coverage, conus, covered
+    layers = state_layers(grid, sites, rule, min_sites)
+    return layers.coverage, layers.conus, layers.covered
 
 
 def rule_to_json(rule: Sequence[CoverageSource], min_sites: int, covered: Sequence[str]) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +57,24 @@ def locate_sites(grid: Grid, sites: SiteTable) -> SiteCells:
     inside = grid.contains(row, col)
     index = np.where(inside, row * grid.width + col, -1)
     return SiteCells(index=index, inside=inside)
+
+
+def from_sources(sites: SiteTable, sources: Collection[str]) -> np.ndarray:
+    """Per site, True where the site's source is one of ``sources``."""
+    wanted = frozenset(sources)
+    return np.fromiter((src in wanted for src in sites.source), dtype=bool, count=len(sites))
+
+
+def select_cells(cells: SiteCells, keep: np.ndarray) -> SiteCells:
+    """The cells of the sites where ``keep`` is True; the others count as outside the grid.
+
+    :func:`count_layers` with the result counts only the kept sites (a subset of the table
+    without locating the sites again).
+    """
+    if keep.shape != cells.inside.shape:
+        raise ValueError(f"keep has shape {keep.shape}; the table has {cells.inside.shape[0]} sites")
+    inside = cells.inside & keep
+    return SiteCells(index=np.where(inside, cells.index, -1), inside=inside)
 
 
 def validate_species(requested: Sequence[str], available: dict[str, int], what: str = "species") -> list[str]:
