@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +14,9 @@ from backend.api.deps import EngineDep
 
 router = APIRouter(tags=["health"])
 
+#: Seconds the site count of /healthz is reused (the database is still asked every time).
+SITES_COUNT_TTL_S = 5.0
+
 
 @router.get("/healthz", summary="Health of the service and its database")
 def get_health(request: Request, engine: EngineDep) -> JSONResponse:
@@ -22,7 +26,13 @@ def get_health(request: Request, engine: EngineDep) -> JSONResponse:
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SET LOCAL statement_timeout = 2000")
-            body["sites"] = conn.exec_driver_sql("SELECT count(*) FROM sites").scalar_one()
+            cached = getattr(request.app.state, "health_sites", None)
+            if cached is not None and time.monotonic() - cached[0] < SITES_COUNT_TTL_S:
+                conn.exec_driver_sql("SELECT 1").scalar_one()
+                body["sites"] = cached[1]
+            else:
+                body["sites"] = conn.exec_driver_sql("SELECT count(*) FROM sites").scalar_one()
+                request.app.state.health_sites = (time.monotonic(), body["sites"])
     except sa.exc.SQLAlchemyError as exc:
         body.update(status="unavailable", database=f"unavailable: {exc.__class__.__name__}")
         return JSONResponse(body, status_code=503)
