@@ -9,11 +9,11 @@ STAMP := $(VENV)/.installed
 # Real data first by reliability: the MRDS California subset, then every other bundled source.
 BUNDLED := data/raw/minmod/usgs_mrds_california.tar.xz data/raw/minmod
 
-.PHONY: demo test system system-test install frontend db ingest cube layers serve lint typecheck pytest bench clean-db
+.PHONY: demo test system system-test install frontend db ingest cube layers serve lint typecheck pytest evaluate-quick bench clean-db
 
 demo: system install frontend db ingest cube layers serve
 
-test: system-test install frontend db lint typecheck pytest
+test: system-test install frontend db lint typecheck pytest evaluate-quick
 
 system:
 	@scripts/system-packages.sh demo
@@ -71,6 +71,17 @@ typecheck: install
 
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The whole evaluation protocol at a tiny size (docs/evaluation.md): a smoke test of the protocol, not a result.
+QUICK := runs/protocol-quick
+
+evaluate-quick: cube
+	rm -rf $(QUICK)
+	$(M3) protocol --config configs/protocol-quick.yaml --out $(QUICK) --no-progress
+	@for part in "## Model card" "## Spatial cross-validation" "## Leave one state out" "## Unsurveyed states"; do \
+	  grep -q "$$part" $(QUICK)/report.md || { echo "evaluate-quick: '$$part' missing from $(QUICK)/report.md" >&2; exit 1; }; \
+	done
+	@echo "evaluate-quick: the protocol ran end to end; report in $(QUICK)/report.md"
 
 bench: install db
 	$(BIN)/python bench/sites_query.py

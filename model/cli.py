@@ -66,9 +66,15 @@ def _open_run(run: Path):  # noqa: ANN202 (returns model.train.Experiment, impor
 @model_app.command("evaluate")
 def evaluate(
     run: Annotated[Path, typer.Option(help="Run folder written by m3 train.")],
+    test: Annotated[bool, typer.Option("--test", help="Score the sealed test blocks (protocol runs; logged).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Score every trained model and the baselines on test blocks; write metrics.json, report.md, plots."""
+    """Score the run and write metrics.json, report.md and plots.
+
+    With a protocol section: the report of `m3 protocol` (cross-validation, leave-one-state-out,
+    unsurveyed states), and with --test the sealed test, each scoring logged in the run's test_log.csv.
+    Without one: every trained model and the baselines on the run's validation and test blocks.
+    """
     import torch
 
     from model.evaluate import evaluate_run
@@ -76,6 +82,11 @@ def evaluate(
 
     exp = _open_run(run)
     torch.set_num_threads(exp.cfg.train.threads)
+    if exp.cfg.protocol is not None:
+        _protocol_report(run, exp.cfg, test, progress)
+        return
+    if test:
+        _fail(f"{run}: --test needs a protocol section in the run's configuration")
     metrics = evaluate_run(exp, run, progress=progress)
     metrics["run"] = str(run)
     metrics["config"] = exp.cfg.to_dict()
@@ -85,6 +96,77 @@ def evaluate(
         typer.echo(f"{regime}: UNet test Dice {h['dice']['mean']:.3f} ± {h['dice']['std']:.3f}, "
                    f"AUPRC {h['auprc']['mean']:.3f} ± {h['auprc']['std']:.3f}")
     typer.echo(f"wrote {run / 'metrics.json'} and {run / 'report.md'}")
+
+
+def _protocol_cube(cfg):  # noqa: ANN001, ANN202 (ExperimentConfig -> CubeArrays, imported lazily)
+    """The configured species of the cube with every covariate (the baselines read them all)."""
+    from model.cube_data import load_cube
+
+    cube_dir = Path(cfg.data.cube) if Path(cfg.data.cube).is_absolute() else Path.cwd() / cfg.data.cube
+    return load_cube(cube_dir, list(cfg.data.species) if cfg.data.species else None, None)
+
+
+def _protocol_report(run: Path, cfg, test: bool, progress: bool) -> None:  # noqa: ANN001 (ExperimentConfig)
+    """Aggregate a protocol run's folds (and, with ``test``, score the sealed test); write the report."""
+    from model.protocol import aggregate_protocol, score_test, test_scorings
+    from model.report import write_protocol_report
+
+    cube = _protocol_cube(cfg)
+    results = aggregate_protocol(cfg, cube.species, run / "protocol")
+    if test:
+        done = len(test_scorings(run))
+        if done >= cfg.protocol.max_test_scorings:
+            typer.secho(f"warning: the sealed test of {run} was already scored {done} times", fg=typer.colors.YELLOW,
+                        err=True)
+        results["test"] = score_test(cfg, cube, run, progress=progress)
+    elif (run / "metrics.json").exists():  # keep the last scoring of the sealed test in the report
+        import json
+
+        previous = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("protocol", {})
+        if "test" in previous:
+            results["test"] = previous["test"]
+    results["test_scorings"] = test_scorings(run)
+    write_protocol_report(results, cfg, cube, run)
+    typer.echo(f"wrote {run / 'metrics.json'} and {run / 'report.md'}")
+
+
+@model_app.command("protocol")
+def protocol(
+    config: Annotated[Path, typer.Option(help="Experiment YAML with a protocol section (configs/protocol-*.yaml).")],
+    out: Annotated[Path, typer.Option(help="Run folder; its folds go to OUT/protocol (a rerun resumes them).")],
+    stage: Annotated[list[str] | None, typer.Option(help="Only these stages (cv, loso, unsurveyed).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run the evaluation protocol: cross-validation folds, leave-one-state-out and the unsurveyed check.
+
+    Every fold trains the configured networks and tunes the baselines on its own training cells; scores
+    are saved as each fold finishes, so a stopped run resumes. Ends with the report (m3 evaluate).
+    """
+    import torch
+
+    from model.config import PROTOCOL_STAGES, load_config, record_config
+    from model.protocol import run_protocol
+
+    if not config.is_file():
+        _fail(f"{config} is not a file")
+    try:
+        cfg = load_config(config)
+    except ValueError as exc:
+        _fail(f"{config}: {exc}")
+        return
+    if cfg.protocol is None:
+        _fail(f"{config} has no protocol section (see configs/protocol-quick.yaml)")
+    bad = [s for s in stage or [] if s not in PROTOCOL_STAGES]
+    if bad:
+        _fail(f"stage(s) {bad} unknown; known: {', '.join(PROTOCOL_STAGES)}")
+    record_config(cfg, config, out)
+    torch.set_num_threads(cfg.train.threads)
+    try:
+        cube = _protocol_cube(cfg)
+        run_protocol(cfg, cube, out, progress=progress, stages=tuple(stage) if stage else None)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _protocol_report(out, cfg, False, progress)
 
 
 @model_app.command("export")

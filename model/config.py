@@ -158,6 +158,50 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class ProtocolConfig:
+    """The evaluation protocol (``m3 protocol``; docs/evaluation.md).
+
+    A sealed test, K-fold spatial cross-validation, leave-one-state-out (LOSO) and the unsurveyed-state
+    check. With it, ``m3 train`` trains on every fold, with the sealed test blocks hidden and their
+    labels removed; only ``m3 evaluate --test`` opens the test blocks.
+    """
+
+    #: Number of cross-validation folds over the covered blocks that are not sealed.
+    folds: int = 5
+    #: Share of the covered blocks sealed as the test set, and the seed that draws them.
+    test_fraction: float = 0.15
+    test_seed: int = 20261201
+    #: The stages ``m3 protocol`` runs, in this order.
+    stages: tuple[str, ...] = ("cv", "loso", "unsurveyed")
+    #: Folds of the cv stage to run (None: all); a quick configuration runs fewer.
+    cv_folds: tuple[int, ...] | None = None
+    #: States held out one at a time (postal codes; None: every state the coverage rule covers).
+    loso_states: tuple[str, ...] | None = None
+    #: The methods scored beside the configured networks (every one of them by default).
+    baselines: tuple[str, ...] = ("neighbourhood", "kriging", "boosted", "roughness")
+    #: Share of the unsurveyed cells the unsurveyed check scores (a seeded uniform sample, the same for every
+    #: method: an unbiased estimate of its AUPRC and top-k shares at a fraction of the cost).
+    unsurveyed_sample: float = 1.0
+    #: Paired bootstrap resamples for every confidence interval.
+    bootstrap: int = 1000
+    #: Side of the square tiles (cells) that cover a held-out area; each tile is read with eval.margin_cells.
+    tile_cells: int = 128
+    #: Cells per species the gradient-boosted baseline trains on (all positives kept, negatives drawn).
+    boosted_cells: int = 60000
+    #: The gradient-boosted settings tuned over (max_iter, learning_rate, max_leaf_nodes); empty: the
+    #: built-in grid (model.tabular.HGB_GRID).
+    boosted_grid: tuple[dict[str, Any], ...] = ()
+    #: Training windows drawn per regime (on train blocks) to tune and fit the baselines.
+    tune_windows: int = 24
+    #: The sealed test's scoring log warns once it holds this many scorings of a run.
+    max_test_scorings: int = 2
+
+
+PROTOCOL_STAGES = ("cv", "loso", "unsurveyed")
+PROTOCOL_BASELINES = ("neighbourhood", "kriging", "boosted", "roughness")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """The whole experiment: data, masking, loss, the models to train, training and evaluation."""
 
@@ -168,6 +212,7 @@ class ExperimentConfig:
     models: dict[str, ModelSpec] = field(default_factory=lambda: {"unet": ModelSpec()})
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    protocol: ProtocolConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON- and YAML-safe dict (tuples become lists)."""
@@ -200,7 +245,7 @@ def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
 
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     """Build and validate an ExperimentConfig from a parsed YAML mapping."""
-    allowed = {"name", "data", "masking", "loss", "models", "train", "eval"}
+    allowed = {"name", "data", "masking", "loss", "models", "train", "eval", "protocol"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ValueError(f"unknown top-level key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -232,7 +277,17 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
         models=models,
         train=_build(TrainConfig, raw.get("train"), "train"),
         eval=_build(EvalConfig, raw.get("eval"), "eval"),
+        protocol=_build(ProtocolConfig, raw["protocol"], "protocol") if raw.get("protocol") is not None else None,
     )
+    if cfg.protocol is not None:
+        unknown_stages = sorted(set(cfg.protocol.stages) - set(PROTOCOL_STAGES))
+        if unknown_stages:
+            raise ValueError(f"protocol.stages {unknown_stages} unknown; known: {list(PROTOCOL_STAGES)}")
+        if not 0.0 < cfg.protocol.unsurveyed_sample <= 1.0:
+            raise ValueError(f"protocol.unsurveyed_sample must be in (0, 1]; got {cfg.protocol.unsurveyed_sample}")
+        bad = sorted(set(cfg.protocol.baselines) - set(PROTOCOL_BASELINES))
+        if bad:
+            raise ValueError(f"protocol.baselines {bad} unknown; known: {list(PROTOCOL_BASELINES)}")
     if abs(sum(cfg.data.split_fractions) - 1.0) > 1e-6:
         raise ValueError(f"data.split_fractions must sum to 1; got {cfg.data.split_fractions}")
     return cfg

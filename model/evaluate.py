@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -101,7 +101,15 @@ def network_predictor(exp: Experiment, net) -> Predictor:  # noqa: ANN001 (torch
     return predict
 
 
-def baseline_predictor(model: NeighbourhoodBaseline | KrigingBaseline) -> Predictor:
+class CasePredictor(Protocol):
+    """A method that scores one evaluation case at a time (the baselines)."""
+
+    def predict(self, case: EvalCase) -> np.ndarray:
+        """Scores (S, H, W) for one case."""
+        ...
+
+
+def baseline_predictor(model: CasePredictor) -> Predictor:
     """Case-by-case predictions of a numpy baseline."""
     def predict(cases: list[EvalCase]) -> Iterator[np.ndarray]:
         for case in cases:

@@ -41,11 +41,22 @@ def select_seed(exp: Experiment, run_dir: Path, metrics: dict | None) -> int:
     if not trained:
         raise FileNotFoundError(f"no trained UNet in {run_dir}; run `m3 train --config ... --out {run_dir}` first")
     if metrics:
-        runs = metrics["regimes"].get("mixed", {}).get("unet", {}).get("runs", {})
+        runs = metrics.get("regimes", {}).get("mixed", {}).get("unet", {}).get("runs", {})
         scored = [(runs[f"seed-{s}"]["mean"]["val_auprc"] or -1.0, -s) for s in trained if f"seed-{s}" in runs]
         if scored:
             return -max(scored)[1]
     return trained[0]
+
+
+def _headline(metrics: dict | None) -> dict:
+    """What model.json says of the model's scores: cross-validated for a protocol run, else the test means."""
+    if not metrics:
+        return {}
+    if "protocol" in metrics:
+        from model.report import protocol_headline
+
+        return {"cross_validated": protocol_headline(metrics["protocol"])}
+    return headline(metrics)
 
 
 def sha256(path: Path) -> str:
@@ -79,7 +90,7 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
             "extra_radii": list(stem.extra_radii),
         },
         "opset": OPSET, "sha256": sha256(onnx_path), "config": exp.cfg.to_dict(),
-        "metrics": headline(metrics) if metrics else {}, "cube": exp.cube.cube_sha256,
+        "metrics": _headline(metrics), "cube": exp.cube.cube_sha256,
         "seed": seed, "arch": "unet",
     }
     tmp = run_dir / "model.json.tmp"

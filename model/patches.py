@@ -9,7 +9,7 @@ import numpy as np
 from model.channels import assemble_inputs
 from model.cube_data import CubeArrays
 from model.masking import MaskGenerator, evaluation_masks
-from model.splits import BUFFER, TEST, TRAIN, VAL, BlockSplit
+from model.splits import BUFFER, TEST, TRAIN, UNKNOWN, VAL, BlockSplit
 
 
 def _origin(center: int, size: int, extent: int) -> int:
@@ -54,7 +54,7 @@ class PatchSampler:
         labels = self.cube.labels[:, win[0], win[1]]
         cells = self.split.cell_split[win]
         _, hidden = self.masks.sample(rng, cells.shape)
-        outside_train = (cells == VAL) | (cells == TEST) | (cells == BUFFER)
+        outside_train = (cells == VAL) | (cells == TEST) | (cells == BUFFER) | (cells == UNKNOWN)
         hidden |= outside_train[None]
         cov = self.cube.cov[:, win[0], win[1]]
         if self.covariate_noise > 0:  # NaN (no data) stays NaN
@@ -92,6 +92,8 @@ class EvalCase:
     labels: np.ndarray  # (S, H, W) uint8
     scored: np.ndarray  # (S, H, W) bool: hidden, covered, in this block, of this split
     covered: np.ndarray  # (H, W) bool
+    #: the bootstrap's resampling unit of the scored cells (a block), or an (H, W) array of them (states)
+    unit: int | np.ndarray = 0
 
 
 def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regime: str, margin: int,
@@ -100,7 +102,8 @@ def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regim
     """The fixed, seeded evaluation cases of one split and regime (same for every model).
 
     ``region_draws`` > 0 hides random rectangles inside each block (``masks`` draws them) in that many
-    region or mixed cases per block instead of the whole block (see :func:`evaluation_masks`).
+    region or mixed cases per block instead of the whole block (see :func:`evaluation_masks`). UNKNOWN
+    cells of the split are hidden in every case; a case's ``unit`` is its block's flat index.
     """
     codes = {"train": TRAIN, "val": VAL, "test": TEST}
     if split_name not in codes:
@@ -129,10 +132,13 @@ def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regim
         in_block = (rr // b == by) & (cc // b == bx)
         core = in_block & (cells == code)
         target = core & cube.coverage[win]
+        unknown = cells == UNKNOWN
+        unit = by * split.block_split.shape[1] + bx
         for hidden, species in evaluation_masks(regime, in_block, len(cube.species), rng, masks, region_draws):
+            hidden |= unknown[None]
             scored = np.zeros_like(hidden)
             scored[species] = hidden[species] & target[None]
-            cases.append(EvalCase(split_name, regime, (r0, c0), hidden, labels, scored, cube.coverage[win]))
+            cases.append(EvalCase(split_name, regime, (r0, c0), hidden, labels, scored, cube.coverage[win], unit))
     return cases
 
 

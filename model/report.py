@@ -189,3 +189,208 @@ def write_evaluation(metrics: dict, run_dir: Path) -> None:
     tmp = run_dir / "report.md.tmp"
     tmp.write_text(markdown_report(_clean(metrics), plots), encoding="utf-8")
     os.replace(tmp, run_dir / "report.md")
+
+
+# ------------------------------------------------------------------------------------ the protocol's report
+
+PROTOCOL_NAMES = METHOD_NAMES | {"boosted": "Gradient-boosted (covariates + neighbourhood)",
+                                 "roughness": "Terrain roughness ranking (no learning)"}
+
+
+def _name(method: str) -> str:
+    """A method's name in the protocol's tables."""
+    return PROTOCOL_NAMES.get(method, method)
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    """A number, or 'n/a' for None and NaN."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _interval(comp: dict | None) -> str:
+    """'+0.012 [+0.003, +0.020] ahead' for a comparison, '—' for the reference itself."""
+    if not comp:
+        return "—"
+    return f"{comp['diff']:+.3f} [{comp['lo']:+.3f}, {comp['hi']:+.3f}] {comp['verdict']}"
+
+
+def _seed_note(seeds: dict) -> str:
+    """'ResNet-UNet over 3 seeds: 0.041 ± 0.002' lines for the networks."""
+    parts = [f"{_name(m)}: {v['mean']:.3f} ± {v['std']:.3f} over {v['n']} training seed(s)" for m, v in seeds.items()]
+    if not parts:
+        return ""
+    return "Mean AUPRC of each training seed alone (mean ± std over seeds): " + "; ".join(parts) + "."
+
+
+MODEL_CARD = """## Model card
+
+**Intended use.** Screening at 1-mile resolution: ranking ground for follow-up by exploration geologists, and
+a benchmark for geospatial ML on sparse mineral records. It is not a resource estimate, and a cell's value is
+not the probability that an economic deposit exists there.
+
+**What the layers mean.** *Prospectivity*: the model's probability that a known site of the species would be
+recorded in the cell if the cell were surveyed like the training states, predicted with the cell hidden.
+*Uncertainty*: the spread of that prediction over training seeds and mask draws. *Discrepancy*: prospectivity
+where no record of the species exists, i.e. where the model expects a record that the data lack; a lead to
+check, not a discovery.
+
+**Data coverage.** {coverage} Elsewhere, only the sparse national thematic records (USGS mrdata sets, Earth MRI)
+exist, so an empty cell there is unknown, not barren. The leave-one-state-out and unsurveyed-state tables below
+measure how the map does in that situation.
+
+**How it is evaluated.** Every choice (configuration, thresholds, tuning of the baselines) is made on
+{folds}-fold spatial cross-validation over {block}-cell blocks with {buffer}-cell buffers; a test set of
+{sealed} blocks (drawn with seed {seed}) is sealed: training and tuning never read it, and only
+`m3 evaluate --test` scores it. Intervals are paired bootstrap 95% intervals ({boot} resamples of blocks, or
+of states for leave-one-state-out and the unsurveyed check) of the difference "ResNet-UNet minus the other
+method"; the verdict is *ahead* or *behind* only when the interval excludes 0, else *level*.
+"""
+
+
+def protocol_markdown(results: dict, cfg, cube, plots: list[str]) -> str:  # noqa: ANN001 (config, cube arrays)
+    """The report.md of a protocol run: model card, then the CV, LOSO, unsurveyed and sealed-test tables."""
+    p = cfg.protocol
+    covered = ", ".join(getattr(cube, "covered_states", []) or []) or "the states of the coverage rule"
+    folds = results.get("folds", {})
+    lines = [f"# Evaluation of run `{results.get('run', '')}`", "",
+             MODEL_CARD.format(coverage=f"Systematic survey records exist for {covered}; the model trains and "
+                               "is scored there.", folds=p.folds, block=cfg.data.block_cells,
+                               buffer=cfg.data.buffer_cells, sealed=folds.get("sealed_blocks", "?"),
+                               seed=p.test_seed, boot=p.bootstrap)]
+    scorings = results.get("test_scorings", [])
+    lines += [f"**Sealed test scorings of this run: {len(scorings)}.**", ""]
+    cv = results.get("cv")
+    if cv:
+        lines += ["## Spatial cross-validation", "",
+                  f"Folds scored: {len(cv['folds'])} of {p.folds}. Each fold's networks train on the other folds; "
+                  "its baselines are tuned on the other folds' cells. Dice uses, in each fold, the per-species "
+                  "threshold that maximises Dice on the other folds' predictions.", ""]
+        for regime, r in cv["regimes"].items():
+            fr = list(next(iter(r["success"].values())))
+            lines += [f"### {regime} hidden", "", f"{r['units']} blocks, {r['positives']} positive cell-species.", "",
+                      "| method | AUPRC | Dice | " + " | ".join(f"top {float(f) * 100:g}%" for f in fr)
+                      + " | UNet − method, mean AUPRC [95% CI] |",
+                      "|---|---|---|" + "---|" * len(fr) + "---|"]
+            for m in r["auprc"]:
+                tops = " | ".join(_num(r["success"][m][f]) for f in fr)
+                lines.append(f"| {_name(m)} | {_num(r['auprc'][m])} | {_num(r['dice'].get(m))} | {tops} | "
+                             f"{_interval(r['compare'].get(m))} |")
+            lines += ["", _seed_note(r["seeds"]), ""]
+        cal = cv.get("calibration")
+        if cal:
+            lines += ["### Calibration on validation", "",
+                      "The ResNet-UNet's cross-validated predictions (every fold's held-out blocks), ten bins of "
+                      "predicted probability. ECE: the count-weighted mean gap between predicted and observed.", "",
+                      "| regime | ECE | mean predicted | observed rate |", "|---|---|---|---|"]
+            for regime, c in cal.items():
+                lines.append(f"| {regime} | {_num(c['ece'], 4)} | {_num(c['mean_predicted'], 4)} | "
+                             f"{_num(c['observed'], 4)} |")
+            lines.append("")
+    loso = results.get("loso")
+    if loso:
+        states = loso["states"]
+        lines += ["## Leave one state out", "",
+                  "Each state in turn loses its survey records (inputs and labels) and keeps only its national "
+                  "thematic records, visible; everything else in it is hidden and scored against its survey "
+                  "records. Mean AUPRC over species with records in the state.", "",
+                  "| method | " + " | ".join(states) + " | mean | UNet − method [95% CI, states resampled] | "
+                  "states where UNet is higher |", "|---|" + "---|" * (len(states) + 3)]
+        for m in loso["mean"]:
+            lines.append(f"| {_name(m)} | " + " | ".join(_num(loso["per_state"][s][m]) for s in states)
+                         + f" | {_num(loso['mean'][m])} | {_interval(loso['compare'].get(m))} | "
+                         + (f"{loso['states_ahead'][m]} of {len(states)}" if m in loso["states_ahead"] else "—")
+                         + " |")
+        lines += ["", _seed_note(loso["seeds"]), ""]
+    uns = results.get("unsurveyed")
+    if uns:
+        lines += ["## Unsurveyed states", "",
+                  f"Every national thematic record outside the surveyed states is held out of inputs and training; "
+                  f"the unsurveyed area ({uns['cells']} cells) is hidden and ranked. {uns['positives']} held-out "
+                  "cell-species records. Top k%: share of the held-out records inside the top k% of the unsurveyed "
+                  "area (mean over species); intervals resample states.", "",
+                  "| method | AUPRC | top 1% | top 5% | top 10% | top 20% | UNet − method, AUPRC [95% CI] | "
+                  "UNet − method, top 10% [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+        for m in uns["auprc"]:
+            s = uns["success"][m]
+            lines.append(f"| {_name(m)} | {_num(uns['auprc'][m])} | " + " | ".join(_num(s[k]) for k in
+                                                                                   ("0.01", "0.05", "0.1", "0.2"))
+                         + f" | {_interval(uns['compare'].get(m))} | {_interval(uns['compare_top10'].get(m))} |")
+        lines += ["", _seed_note(uns["seeds"]), ""]
+    test = results.get("test")
+    if test:
+        lines += ["## Sealed test", "", f"Scored {test['scorings']} time(s); the last scoring:", ""]
+        for regime, r in test["regimes"].items():
+            lines += [f"### {regime} hidden", "", "| method | AUPRC | UNet − method [95% CI] |", "|---|---|---|"]
+            lines += [f"| {_name(m)} | {_num(r['auprc'][m])} | {_interval(r['compare'].get(m))} |" for m in r["auprc"]]
+            lines.append("")
+    if scorings:
+        lines += ["Sealed test scorings (UTC time, configuration sha256, commit):", ""]
+        lines += [f"- {s['time']} {s['config_sha256'][:12]} {s['commit'][:12]}" for s in scorings]
+        lines.append("")
+    lines += ["## Plots", ""] + [f"![{x}]({x})" for x in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_protocol_plots(results: dict, out_dir: Path) -> list[str]:
+    """Success-rate curves of every table and the reliability diagram; paths relative to the run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    panels: list[tuple[str, dict]] = []
+    for regime, r in results.get("cv", {}).get("regimes", {}).items():
+        panels.append((f"cross-validation, {regime} hidden", r["success"]))
+    if "unsurveyed" in results:
+        panels.append(("unsurveyed states", results["unsurveyed"]["success"]))
+    written = []
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+        for ax, (title, success) in zip(axes[0], panels, strict=True):
+            for m, sr in success.items():
+                xs = [0.0] + [float(k) * 100 for k in sr]
+                ys = [0.0] + [(v if v is not None and math.isfinite(v) else 0.0) * 100 for v in sr.values()]
+                ax.plot(xs, ys, marker="o", label=_name(m))
+            ax.plot([0, 20], [0, 20], "k:", label="random")
+            ax.set(xlabel="top % of scored area", ylabel="% of hidden records captured", title=title)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "success_rates.png", dpi=90)
+        plt.close(fig)
+        written.append("plots/success_rates.png")
+    cal = results.get("cv", {}).get("calibration")
+    if cal:
+        fig, ax = plt.subplots(figsize=(4.5, 4.2))
+        for regime, c in cal.items():
+            ax.plot(c["bin_predicted"], c["bin_observed"], marker="o", label=f"{regime} (ECE {c['ece']:.4f})")
+        ax.plot([0, 1], [0, 1], "k:", label="perfect")
+        ax.set(xlabel="predicted probability", ylabel="observed rate", title="Reliability, cross-validated UNet")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "reliability.png", dpi=90)
+        plt.close(fig)
+        written.append("plots/reliability.png")
+    return written
+
+
+def protocol_headline(results: dict) -> dict:
+    """The UNet's cross-validated mean AUPRC per regime (and its seed spread): what model.json carries."""
+    out = {}
+    for regime, r in results.get("cv", {}).get("regimes", {}).items():
+        if "unet" in r["auprc"]:
+            out[regime] = {"auprc": r["auprc"]["unet"], "seeds": r["seeds"].get("unet")}
+    return out
+
+
+def write_protocol_report(results: dict, cfg, cube, run_dir: Path) -> None:  # noqa: ANN001
+    """metrics.json (``protocol`` key), plots and report.md of a protocol run, each written atomically."""
+    results = dict(results, run=str(run_dir))
+    plots = write_protocol_plots(_clean(results), run_dir / "plots")
+    write_json_atomic({"protocol": results, "config": cfg.to_dict(), "run": str(run_dir),
+                       "cube": getattr(cube, "cube_sha256", "")}, run_dir / "metrics.json")
+    tmp = run_dir / "report.md.tmp"
+    tmp.write_text(protocol_markdown(_clean(results), cfg, cube, plots), encoding="utf-8")
+    os.replace(tmp, run_dir / "report.md")

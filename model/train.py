@@ -23,7 +23,7 @@ from model.losses import masked_loss, species_weights
 from model.masking import MaskGenerator
 from model.networks import GatedExperts, M3Network, build_network
 from model.patches import PatchSampler
-from model.splits import TRAIN, BlockSplit, make_block_split
+from model.splits import TRAIN, BlockSplit, fold_split, make_block_split
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,14 @@ class Experiment:
         return np.log(share / (1 - share)).astype(np.float32)
 
 
-def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeArrays | None = None) -> Experiment:
-    """Load the cube named by the config (relative to ``base``) and make the block split."""
+def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeArrays | None = None,
+                    test: bool = False) -> Experiment:
+    """Load the cube named by the config (relative to ``base``) and make the block split.
+
+    With a ``protocol`` section the split is the protocol's: every fold trains (the final model) and the
+    sealed test blocks are cut from the cube (labels removed, cells hidden); ``test`` opens them as TEST
+    instead, for ``m3 evaluate --test`` alone.
+    """
     if cube is None:
         cube_dir = Path(cfg.data.cube)
         if not cube_dir.is_absolute() and base is not None:
@@ -65,6 +71,15 @@ def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeA
         cube = load_cube(cube_dir, list(cfg.data.species) if cfg.data.species else None,
                          list(cfg.data.covariates) if cfg.data.covariates is not None else None)
     d = cfg.data
+    if cfg.protocol is not None:
+        from model.protocol import folds_of, sealed_view
+
+        folds = folds_of(cfg, cube)
+        if test:
+            return Experiment(cfg, cube, fold_split(folds, None, seal=False))
+        return Experiment(cfg, sealed_view(cube, folds), fold_split(folds, None, seal=True))
+    if test:
+        raise ValueError("the sealed test needs a protocol section in the configuration")
     split = make_block_split(cube.coverage, d.block_cells, d.buffer_cells, d.split_fractions, d.split_seed,
                              d.min_block_coverage)
     return Experiment(cfg, cube, split)
