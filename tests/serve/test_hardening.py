@@ -176,6 +176,7 @@ def test_prospectivity_box_covers_the_same_cells_as_infer(serve_client):
 # -- row 4: heavy routes run through a bounded pool ------------------------------------------------------------
 def test_full_pool_answers_503_with_retry_after():
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     import httpx
 
@@ -192,7 +193,9 @@ def test_full_pool_answers_503_with_retry_after():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
             return list(await asyncio.gather(*(c.post("/api/infer") for _ in range(3)), c.get("/healthz")))
 
-    responses = asyncio.run(run())
+    # A thread of its own: an earlier test in the session may leave an event loop running in this one.
+    with ThreadPoolExecutor(1) as executor:
+        responses = executor.submit(asyncio.run, run()).result()
     codes = sorted(r.status_code for r in responses[:3])
     assert codes == [200, 200, 503] and responses[3].status_code == 200
     busy = next(r for r in responses if r.status_code == 503)
