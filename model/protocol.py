@@ -701,7 +701,7 @@ def _aggregate_loso(cfg: ExperimentConfig, dirs: list[Path], n_s: int) -> dict:
 
 def _compare_success(cfg: ExperimentConfig, methods: dict[str, Scores], reference: str, fraction: float) -> dict:
     """Paired bootstrap interval of the difference in the share of positives in the top ``fraction`` of cells."""
-    from model.stats import _compare as stats_compare
+    from model.stats import compare_from_resamples as stats_compare
     from model.stats import draw_counts
 
     assert cfg.protocol is not None
@@ -720,7 +720,7 @@ def _resampled_success(scores: Scores, unit_ids: np.ndarray, weights: np.ndarray
     Cells are binned by rank (per-unit histograms of cells and positives), so a resample is two matrix
     products; the bin at the cut counts pro rata.
     """
-    from model.stats import _rank_bins
+    from model.stats import rank_bins
 
     n_units, rows = len(unit_ids), np.arange(len(weights))
     total = np.zeros(len(weights))
@@ -728,7 +728,7 @@ def _resampled_success(scores: Scores, unit_ids: np.ndarray, weights: np.ndarray
     for sc, lb, un in scores.values():
         if lb.sum() == 0:
             continue
-        key = np.searchsorted(unit_ids, un) * bins + _rank_bins(sc.astype(np.float64), bins)
+        key = np.searchsorted(unit_ids, un) * bins + rank_bins(sc.astype(np.float64), bins)
         cells = np.bincount(key, minlength=n_units * bins).reshape(n_units, bins)
         pos = np.bincount(key, weights=lb.astype(np.float64), minlength=n_units * bins).reshape(n_units, bins)
         c, p = weights @ cells, weights @ pos  # (R, bins)

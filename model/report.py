@@ -202,23 +202,35 @@ def _name(method: str) -> str:
     return PROTOCOL_NAMES.get(method, method)
 
 
+def _places(value: float, digits: int) -> int:
+    """Decimal places that keep two significant figures of a small value (at least ``digits``, at most 6)."""
+    if value == 0 or abs(value) >= 10 ** -(digits - 1):
+        return digits
+    return min(6, max(digits, 1 - math.floor(math.log10(abs(value)))))
+
+
 def _num(value: float | None, digits: int = 3) -> str:
-    """A number, or 'n/a' for None and NaN."""
+    """A number ('n/a' for None and NaN), with more places when it is small (AUPRC at a base rate of 1e-4)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
-    return f"{value:.{digits}f}"
+    return f"{value:.{_places(float(value), digits)}f}"
 
 
 def _interval(comp: dict | None) -> str:
     """'+0.012 [+0.003, +0.020] ahead' for a comparison, '—' for the reference itself."""
     if not comp:
         return "—"
-    return f"{comp['diff']:+.3f} [{comp['lo']:+.3f}, {comp['hi']:+.3f}] {comp['verdict']}"
+    if not all(math.isfinite(comp[k]) for k in ("diff", "lo", "hi")):
+        return "n/a"
+    d = max(_places(comp[k], 3) for k in ("diff", "lo", "hi") if comp[k] != 0) if any(
+        comp[k] != 0 for k in ("diff", "lo", "hi")) else 3
+    return f"{comp['diff']:+.{d}f} [{comp['lo']:+.{d}f}, {comp['hi']:+.{d}f}] {comp['verdict']}"
 
 
 def _seed_note(seeds: dict) -> str:
     """'ResNet-UNet over 3 seeds: 0.041 ± 0.002' lines for the networks."""
-    parts = [f"{_name(m)}: {v['mean']:.3f} ± {v['std']:.3f} over {v['n']} training seed(s)" for m, v in seeds.items()]
+    parts = [f"{_name(m)}: {_num(v['mean'])} ± {_num(v['std'])} over {v['n']} training seed(s)"
+             for m, v in seeds.items()]
     if not parts:
         return ""
     return "Mean AUPRC of each training seed alone (mean ± std over seeds): " + "; ".join(parts) + "."
@@ -309,7 +321,8 @@ def protocol_markdown(results: dict, cfg, cube, plots: list[str]) -> str:  # noq
                   f"Every national thematic record outside the surveyed states is held out of inputs and training; "
                   f"the unsurveyed area ({uns['cells']} cells) is hidden and ranked. {uns['positives']} held-out "
                   "cell-species records. Top k%: share of the held-out records inside the top k% of the unsurveyed "
-                  "area (mean over species); intervals resample states.", "",
+                  "area (mean over species); a random ranking puts k% of them in the top k%, and its AUPRC is the "
+                  "records' share of the cells. Intervals resample states.", "",
                   "| method | AUPRC | top 1% | top 5% | top 10% | top 20% | UNet − method, AUPRC [95% CI] | "
                   "UNet − method, top 10% [95% CI] |", "|---|---|---|---|---|---|---|---|"]
         for m in uns["auprc"]:

@@ -95,7 +95,7 @@ def draw_counts(n_units: int, n_resamples: int, seed: int) -> np.ndarray:
     return np.bincount(flat.ravel(), minlength=n_resamples * n_units).reshape(n_resamples, n_units).astype(np.float64)
 
 
-def _rank_bins(scores: np.ndarray, bins: int) -> np.ndarray:
+def rank_bins(scores: np.ndarray, bins: int) -> np.ndarray:
     """Each cell's bin, 0 for the highest scores: its rank (cells scored strictly higher) scaled to ``bins``."""
     n = scores.size
     order = np.argsort(-scores, kind="stable")
@@ -125,7 +125,7 @@ class _Histograms:
 
 def _histograms(scores: np.ndarray, labels: np.ndarray, units: np.ndarray, n_units: int, bins: int) -> _Histograms:
     """The per-unit histograms of one species (see :class:`_Histograms`)."""
-    b = _rank_bins(np.asarray(scores, dtype=np.float64), bins)
+    b = rank_bins(np.asarray(scores, dtype=np.float64), bins)
     y = np.asarray(labels) > 0
     pos_bins = np.unique(b[y])
     k = np.searchsorted(pos_bins, b)  # the positive bin a cell's negatives count toward
@@ -222,7 +222,7 @@ class Comparison:
         return asdict(self)
 
 
-def _compare(ref: float, other: float, diffs: np.ndarray, n_resamples: int) -> Comparison:
+def compare_from_resamples(ref: float, other: float, diffs: np.ndarray, n_resamples: int) -> Comparison:
     """A Comparison from point values and the resampled differences (non-finite ones dropped)."""
     d = diffs[np.isfinite(diffs)]
     lo, hi = (float(v) for v in np.percentile(d, [2.5, 97.5])) if d.size else (float("nan"), float("nan"))
@@ -256,7 +256,8 @@ def paired_bootstrap(methods: dict[str, UnitScores], reference: str, n_resamples
     weights = _weight_chunks(draw_counts(ref.n_units, n_resamples, seed))
     resampled = {name: _mean_over_species(_species_histograms(us, bins), weights) for name, us in methods.items()}
     points = {name: mean_auprc_point(us) for name, us in methods.items()}
-    return {name: _compare(points[reference], points[name], resampled[reference] - resampled[name], n_resamples)
+    return {name: compare_from_resamples(points[reference], points[name], resampled[reference] - resampled[name],
+                                         n_resamples)
             for name in methods if name != reference}
 
 
@@ -291,8 +292,8 @@ def paired_bootstrap_units(per_unit: dict[str, np.ndarray], reference: str, n_re
         keep = np.isfinite(ref) & np.isfinite(other)
         a, b = ref[keep], other[keep]
         if a.size == 0:
-            out[name] = _compare(float("nan"), float("nan"), np.zeros(0), n_resamples)
+            out[name] = compare_from_resamples(float("nan"), float("nan"), np.zeros(0), n_resamples)
             continue
         w = draw_counts(a.size, n_resamples, seed)
-        out[name] = _compare(a.mean(), b.mean(), w @ (a - b) / a.size, n_resamples)
+        out[name] = compare_from_resamples(a.mean(), b.mean(), w @ (a - b) / a.size, n_resamples)
     return out
