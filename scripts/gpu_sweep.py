@@ -1,11 +1,11 @@
-"""Train many (configuration, model, seed) jobs at once on one machine, for a lent GPU's short lease.
+"""Train many (configuration, model, seed) jobs at once on one machine, for a short rental of a GPU machine.
 
 Each job is one ``m3 train --config C --out OUT/NAME --arch A --seed S`` in its own process (NAME: the
 configuration's file name without ``.yaml``); up to ``--parallel`` run at a time, in the order given, so
-that a lease that runs out still leaves the first jobs finished. At ``--deadline`` seconds every job still
+that a rental that runs out still leaves the first jobs finished. At ``--deadline`` seconds every job still
 running is stopped (its last checkpoint stays). Every 30 s one line reports the steps done and the
 steps per second over all jobs. Afterwards each run folder's ``final.pt`` and ``log.csv`` files can be
-packed with ``--pack DIR``: one tar per run folder (a GPU lease returns at most 8 files).
+packed with ``--pack DIR``: one tar per run folder (a rented machine may return only a few files).
 
 Usage (from the repository root, torch and the project's dependencies importable):
     python3 scripts/gpu_sweep.py --out /tmp/sweep --parallel 16 --deadline 450 --pack "$OUT" \\

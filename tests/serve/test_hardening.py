@@ -193,7 +193,7 @@ def test_full_pool_answers_503_with_retry_after():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
             return list(await asyncio.gather(*(c.post("/api/infer") for _ in range(3)), c.get("/healthz")))
 
-    # A thread of its own: an earlier test in the session may leave an event loop running in this one.
+    # A thread of its own: an earlier test of the run may leave an event loop running in this one.
     with ThreadPoolExecutor(1) as executor:
         responses = executor.submit(asyncio.run, run()).result()
     codes = sorted(r.status_code for r in responses[:3])
