@@ -135,6 +135,9 @@ def protocol(
     config: Annotated[Path, typer.Option(help="Experiment YAML with a protocol section (configs/protocol-*.yaml).")],
     out: Annotated[Path, typer.Option(help="Run folder; its folds go to OUT/protocol (a rerun resumes them).")],
     stage: Annotated[list[str] | None, typer.Option(help="Only these stages (cv, loso, unsurveyed).")] = None,
+    unit: Annotated[list[str] | None, typer.Option(
+        help="Only these units of work (cv-0, loso-UT, unsurveyed, ...), e.g. one per process.")] = None,
+    report: Annotated[bool, typer.Option(help="Write report.md at the end (off for parallel units).")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run the evaluation protocol: cross-validation folds, leave-one-state-out and the unsurveyed check.
@@ -163,10 +166,12 @@ def protocol(
     torch.set_num_threads(cfg.train.threads)
     try:
         cube = _protocol_cube(cfg)
-        run_protocol(cfg, cube, out, progress=progress, stages=tuple(stage) if stage else None)
+        run_protocol(cfg, cube, out, progress=progress, stages=tuple(stage) if stage else None,
+                     units=tuple(unit) if unit else None)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    _protocol_report(out, cfg, False, progress)
+    if report:
+        _protocol_report(out, cfg, False, progress)
 
 
 @model_app.command("export")

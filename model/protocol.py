@@ -426,11 +426,38 @@ def _run_fold(cfg: ExperimentConfig, fold_dir: Path, exp: Any, eval_sets: dict[s
     return summary
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a text file so that a concurrent reader sees the old or the new content, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def protocol_units(cfg: ExperimentConfig, covered_states: list[str], stages: tuple[str, ...] | None = None
+                   ) -> list[str]:
+    """The protocol's units of work in order (``cv-0``.., ``loso-CA``.., ``unsurveyed``), one folder each."""
+    assert cfg.protocol is not None
+    p = cfg.protocol
+    units: list[str] = []
+    for stage in stages or p.stages:
+        if stage == "cv":
+            units += [f"cv-{k}" for k in (p.cv_folds if p.cv_folds is not None else range(p.folds))]
+        elif stage == "loso":
+            units += [f"loso-{s}" for s in (p.loso_states if p.loso_states is not None else covered_states)]
+        elif stage == "unsurveyed":
+            units.append("unsurveyed")
+        else:
+            raise ValueError(f"stage {stage!r} unknown")
+    return units
+
+
 def run_protocol(cfg: ExperimentConfig, cube: CubeArrays, run_dir: Path, progress: bool = True,
-                 stages: tuple[str, ...] | None = None) -> dict:
+                 stages: tuple[str, ...] | None = None, units: tuple[str, ...] | None = None) -> dict:
     """Run (or resume) the protocol's stages into ``run_dir/protocol``; return the aggregated results.
 
-    ``cube`` is the whole cube as loaded; it is sealed here before anything else reads it.
+    ``cube`` is the whole cube as loaded; it is sealed here before anything else reads it. ``units``
+    (e.g. ``cv-2``, ``loso-UT``) runs only those units of the stages, so that several processes can
+    share a run (``scripts/gpu_sweep.py``).
     """
     from model.train import Experiment
 
@@ -447,17 +474,25 @@ def run_protocol(cfg: ExperimentConfig, cube: CubeArrays, run_dir: Path, progres
     if stamp.exists() and stamp.read_text(encoding="utf-8").strip() != digest:
         raise ValueError(f"{out} holds a protocol run of another configuration or cube; choose another --out or "
                          "delete it")
-    stamp.write_text(digest + "\n", encoding="utf-8")
-    (out / "folds.json").write_text(json.dumps({
+    _write_atomic(stamp, digest + "\n")  # processes sharing a run write the same bytes
+    _write_atomic(out / "folds.json", json.dumps({
         "n_folds": p.folds, "sealed_blocks": int((folds.fold == folds.SEALED).sum()),
         "fold_blocks": [int((folds.fold == k).sum()) for k in range(p.folds)], "test_seed": p.test_seed,
-        "block_fold": folds.fold.tolist()}) + "\n", encoding="utf-8")
+        "block_fold": folds.fold.tolist()}) + "\n")
     todo = stages or p.stages
+    if units is not None:
+        known = protocol_units(cfg, list(base.covered_states), todo)
+        unknown = [u for u in units if u not in known]
+        if unknown:
+            raise ValueError(f"unit(s) {', '.join(unknown)} not in this protocol; its units: {', '.join(known)}")
+    wanted = set(units) if units is not None else None
     e = cfg.eval
     masks = MaskGenerator(cfg.masking, len(base.species))
     for stage in todo:
         if stage == "cv":
             for k in (p.cv_folds if p.cv_folds is not None else range(p.folds)):
+                if wanted is not None and f"cv-{k}" not in wanted:
+                    continue
                 log.info("protocol: cross-validation fold %d of %d", k + 1, p.folds)
                 exp = Experiment(cfg, base, fold_split(folds, k, seal=True))
                 sets = {regime: evaluation_cases(base, exp.split, "val", regime, margin=e.margin_cells,
@@ -470,6 +505,8 @@ def run_protocol(cfg: ExperimentConfig, cube: CubeArrays, run_dir: Path, progres
             names = ((list(p.loso_states) if p.loso_states is not None else list(base.covered_states))
                      if stage == "loso" else [""])
             for state in names:
+                if wanted is not None and (f"loso-{state}" if stage == "loso" else "unsurveyed") not in wanted:
+                    continue
                 held = loso_stage(cfg, base, folds, state) if stage == "loso" else unsurveyed_stage(cfg, base, folds)
                 log.info("protocol: %s", held.name)
                 exp = Experiment(cfg, held.view, held.split)

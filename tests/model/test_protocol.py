@@ -238,3 +238,18 @@ def test_protocol_resumes_and_reports(tmp_path: Path, tiny_raw: dict) -> None:
     with pytest.raises(ValueError, match="another configuration or cube"):
         run_protocol(other, cube, tmp_path, progress=False)
     assert aggregate_protocol(cfg, SPECIES, tmp_path / "protocol")["cv"]["folds"] == ["cv-0"]
+
+
+def test_units_split_a_run_between_processes(tmp_path: Path, tiny_raw: dict) -> None:
+    from model.protocol import protocol_units
+
+    cfg = protocol_config(tiny_raw, stages=["cv", "loso"], cv_folds=[0, 1], loso_states=["AA", "BB"],
+                          baselines=["roughness"])
+    assert protocol_units(cfg, ["AA", "BB"]) == ["cv-0", "cv-1", "loso-AA", "loso-BB"]
+    assert protocol_units(cfg, ["AA", "BB"], ("loso",)) == ["loso-AA", "loso-BB"]
+    cube = protocol_cube()
+    with pytest.raises(ValueError, match="loso-ZZ not in this protocol"):
+        run_protocol(cfg, cube, tmp_path, progress=False, units=("loso-ZZ",))
+    run_protocol(cfg, cube, tmp_path, progress=False, units=("cv-1", "loso-BB"))
+    done = sorted(p.parent.name for p in (tmp_path / "protocol").glob("*/fold.json"))
+    assert done == ["cv-1", "loso-BB"]
