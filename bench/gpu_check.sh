@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurements of BENCHMARKS.md in one run, for a machine with an NVIDIA GPU and a Python that
-# has torch with CUDA (a lent device machine, say). Usage, from the repository root:
+# has torch with CUDA. Usage, from the repository root:
 #   WHEELS=dir-of-wheels bash bench/gpu_check.sh OUT_DIR
 # WHEELS (optional) holds the wheels that Python lacks (onnxruntime-gpu, rasterio, pyproj, shapely,
 # pydantic-settings...); they are installed with --no-deps into a private folder. The cube must be

@@ -73,7 +73,7 @@ def main() -> int:
         table.append({"name": r["Name"], "requests": int(r["Request Count"]), "failures": int(r["Failure Count"]),
                       "rps": round(float(r["Requests/s"]), 1), "p50_ms": r["50%"], "p95_ms": r["95%"],
                       "p99_ms": r["99%"]})
-    meta = {"machine": f"{platform.node()}, {os.cpu_count()} cores", "seconds": args.seconds, "users": args.users,
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "seconds": args.seconds, "users": args.users,
             "workers": 2, "server_errors_5xx": server_errors, "failures": failures}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": table}, indent=2) + "\n")

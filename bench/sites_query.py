@@ -156,7 +156,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait()
-    meta = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores", "runs": args.runs,
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "runs": args.runs,
             "requests_per_run": args.requests, "python": platform.python_version()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
