@@ -21,6 +21,21 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _read_config(config: Path):  # noqa: ANN202 (ExperimentConfig, imported lazily)
+    """The experiment configuration at ``config``, or a one-line error and exit 1."""
+    import yaml
+
+    from model.config import load_config
+
+    if not config.is_file():
+        _fail(f"{config} is not a file")
+    try:
+        return load_config(config)
+    except (ValueError, yaml.YAMLError) as exc:
+        _fail(f"{config}: {exc}")
+        raise  # not reached: _fail exits
+
+
 @model_app.command("train")
 def train(
     config: Annotated[Path, typer.Option(help="Experiment YAML, e.g. configs/demo.yaml.")],
@@ -30,16 +45,10 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train every model and seed of a configuration (seeded, resumable, CSV log per model)."""
-    from model.config import load_config, record_config
+    from model.config import record_config
     from model.train import open_experiment, train_model
 
-    if not config.is_file():
-        _fail(f"{config} is not a file")
-    try:
-        cfg = load_config(config)
-    except ValueError as exc:
-        _fail(f"{config}: {exc}")
-        return
+    cfg = _read_config(config)
     archs = arch or list(cfg.models)
     unknown = [a for a in archs if a not in cfg.models]
     if unknown:
@@ -147,16 +156,10 @@ def protocol(
     """
     import torch
 
-    from model.config import PROTOCOL_STAGES, load_config, record_config
+    from model.config import PROTOCOL_STAGES, record_config
     from model.protocol import run_protocol
 
-    if not config.is_file():
-        _fail(f"{config} is not a file")
-    try:
-        cfg = load_config(config)
-    except ValueError as exc:
-        _fail(f"{config}: {exc}")
-        return
+    cfg = _read_config(config)
     if cfg.protocol is None:
         _fail(f"{config} has no protocol section (see configs/protocol-quick.yaml)")
     bad = [s for s in stage or [] if s not in PROTOCOL_STAGES]
