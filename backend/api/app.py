@@ -25,7 +25,9 @@ from backend.api.guards import (
     TrustedHostGuard,
     list_query_parameters,
 )
+from backend.api.openapi import install_openapi
 from backend.api.routers import admin, clusters, health, infer, layers, prospectivity, sites, tiles
+from backend.api.schemas import problems
 from backend.api.serve_errors import add_serve_exception_handlers
 from backend.api.serving import open_serving
 from backend.db.engine import get_engine
@@ -65,8 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # Any request can meet the guards: a foreign Host (400), a large body (413), a repeated parameter (422).
+        responses=problems(400, 413, 422),
     )
     app.state.settings = settings
+    install_openapi(app)
     # TiTiler's own errors (bad band index, expression, format, ...) first; the service's mapping overrides.
     add_titiler_exception_handlers(app, {kind: code for kind, code in DEFAULT_STATUS_CODES.items()
                                          if kind is not Exception})

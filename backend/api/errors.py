@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from backend.api.guards import excerpt
 
@@ -49,8 +53,30 @@ def validation_errors(exc: RequestValidationError) -> dict[str, object]:
     return {"detail": listed, "errors": len(errors)}
 
 
+#: Methods a 405's Allow header may list.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
+    """Methods some route of the app answers at this request's path (two routes may share a path)."""
+    return [method for method in METHODS
+            if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in app.router.routes)]
+
+
 def add_exception_handlers(app: FastAPI) -> None:
-    """Register a handler per exception type of STATUS_CODES, and the short validation-error body."""
+    """Register a handler per exception type of STATUS_CODES, the short validation-error body, and the 405s.
+
+    A 405's Allow header lists the methods of every route of the path, not only those of the first route.
+    """
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(app, dict(request.scope)))
+            return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
+        return await http_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from rio_tiler.colormap import cmap
 
 from backend.api.deps import SettingsDep
 from backend.api.errors import BadQuery
+from backend.api.schemas import ColormapStops, CoverageCollection, PageConfig
 from backend.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -38,23 +40,28 @@ def get_index() -> FileResponse:
     return FileResponse(FRONTEND / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/api/colormaps/{name}", summary="Colour stops of a tile colormap, for legends")
-def get_colormap(name: str, stops: int = 16) -> dict[str, object]:
-    """Evenly spaced colours of a rio-tiler colormap (the same one the tiles use)."""
-    from rio_tiler.colormap import cmap
+#: The colormaps of rio-tiler (the tiles draw with the same ones).
+COLORMAPS = sorted(cmap.list())
 
-    if name not in cmap.list():
-        raise BadQuery("name", f"colormap {name!r} unknown; known: {', '.join(sorted(cmap.list()))}")
-    if not 2 <= stops <= 256:
-        raise BadQuery("stops", f"stops {stops} is outside 2..256")
+
+@router.get("/api/colormaps/{name}", summary="Colour stops of a tile colormap, for legends",
+            response_model=ColormapStops)
+def get_colormap(
+    name: Annotated[str, Path(description="A rio-tiler colormap name", json_schema_extra={"enum": COLORMAPS})],
+    stops: Annotated[int, Query(ge=2, le=256, description="Number of colours, 2..256")] = 16,
+) -> ColormapStops:
+    """Evenly spaced colours of a rio-tiler colormap (the same one the tiles use)."""
+    if name not in COLORMAPS:
+        raise BadQuery("name", f"colormap {name!r} unknown; known: {', '.join(COLORMAPS)}")
     table: dict[int, tuple[int, ...]] = dict(cmap.get(name))  # type: ignore[arg-type]
     keys = sorted(table)
     picks = [keys[round(i * (len(keys) - 1) / (stops - 1))] for i in range(stops)]
-    return {"name": name, "stops": ["#{:02x}{:02x}{:02x}".format(*table[k][:3]) for k in picks]}
+    return ColormapStops(name=name, stops=["#{:02x}{:02x}{:02x}".format(*table[k][:3]) for k in picks])
 
 
-@router.get("/api/coverage", summary="Where records are systematic enough to train and score on")
-def get_coverage(settings: SettingsDep) -> dict[str, object]:
+@router.get("/api/coverage", summary="Where records are systematic enough to train and score on",
+            response_model=CoverageCollection)
+def get_coverage(settings: SettingsDep) -> CoverageCollection:
     """The covered states of the cube's coverage rule as GeoJSON (empty before a cube is built)."""
     import json
 
@@ -70,13 +77,13 @@ def get_coverage(settings: SettingsDep) -> dict[str, object]:
          "geometry": shapely.geometry.mapping(shapely.simplify(s.geometry, 0.01))}
         for s in load_states() if s.code in covered
     ]
-    return {"type": "FeatureCollection", "features": features, "description": rule.get("description")}
+    return CoverageCollection(type="FeatureCollection", features=features, description=rule.get("description"))
 
 
-@router.get("/api/config", summary="Settings the map page needs")
-def get_config(settings: SettingsDep) -> dict[str, object]:
+@router.get("/api/config", summary="Settings the map page needs", response_model=PageConfig)
+def get_config(settings: SettingsDep) -> PageConfig:
     """Optional online base map and the page defaults."""
-    return {"basemap_url": settings.basemap_url, "basemap_attribution": settings.basemap_attribution}
+    return PageConfig(basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution)
 
 
 def mount_frontend(app: FastAPI) -> None:
@@ -103,7 +110,7 @@ def _mount_missing(app: FastAPI, name: str) -> None:
 
 def frontend_ready() -> bool:
     """True when every vendored package is installed."""
-    return all((NODE_MODULES / Path(folder)).is_dir() for folder in VENDOR.values())
+    return all((NODE_MODULES / folder).is_dir() for folder in VENDOR.values())
 
 
 def mount_docs(app: FastAPI) -> None:

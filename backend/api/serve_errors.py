@@ -9,7 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from rio_tiler.errors import (
     EmptyMosaicError,
+    InvalidBounds,
+    InvalidBufferSize,
     InvalidColorMapName,
+    InvalidGeographicBounds,
+    MaxArraySizeError,
     PointOutsideBounds,
     TileOutsideBounds,
 )
@@ -41,6 +45,10 @@ SERVE_STATUS_CODES: dict[type[Exception], int] = {
     PointOutsideBounds: 404,
     EmptyMosaicError: 404,
     InvalidColorMapName: 422,
+    InvalidBufferSize: 422,
+    InvalidBounds: 422,
+    InvalidGeographicBounds: 422,
+    MaxArraySizeError: 413,
     JobConflict: 409,
     BoxTooLarge: 413,
     ServiceNotReady: 503,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.api.deps import EngineDep, SettingsDep
+from backend.api.schemas import JobCreated, JobPublic, problems
 from backend.api.serve_errors import ServiceNotReady
 from backend.api.serving import ServingDep
 from backend.inference.jobs import get_job, spawn_worker, start_job, update_job
@@ -34,10 +35,14 @@ def require_admin(
         raise HTTPException(403, "the admin token is wrong")
 
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+                   responses=problems(401, 403, 503))
 
 
-@router.post("/reinference", status_code=202, summary="Start a whole-map re-inference job")
+@router.post("/reinference", status_code=202, summary="Start a whole-map re-inference job",
+             response_model=JobCreated,
+             responses={**problems(409), 202: {"description": "The job started; Location is its URL", "headers": {
+                 "Location": {"description": "URL of GET /admin/jobs/{job_id}", "schema": {"type": "string"}}}}})
 def create_reinference(request: Request, engine: EngineDep, serving: ServingDep) -> JSONResponse:
     """202 with the job id; 409 naming the running job when one is already running."""
     if serving.model is None:
@@ -56,7 +61,7 @@ def create_reinference(request: Request, engine: EngineDep, serving: ServingDep)
     serving.workers[job_id] = proc
     log.info("job %d: re-inference worker pid %d", job_id, proc.pid)
     url = str(request.url_for("read_job", job_id=job_id))
-    return JSONResponse({"job_id": job_id, "status": "running", "url": url}, status_code=202,
+    return JSONResponse(JobCreated(job_id=job_id, status="running", url=url).model_dump(), status_code=202,
                         headers={"Location": url})
 
 
@@ -64,9 +69,10 @@ def create_reinference(request: Request, engine: EngineDep, serving: ServingDep)
 MAX_JOB_ID = 2**31 - 1
 
 
-@router.get("/jobs/{job_id}", summary="Status and progress of a job")
+@router.get("/jobs/{job_id}", summary="Status and progress of a job", response_model=JobPublic,
+            responses=problems(404))
 def read_job(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description=f"A job id, 1..{MAX_JOB_ID}")],
-             engine: EngineDep, serving: ServingDep) -> dict[str, Any]:
+             engine: EngineDep, serving: ServingDep) -> JobPublic:
     """The job row: status (running, succeeded, failed), progress 0..1, message, error, layer version."""
     serving.poll_workers()
-    return get_job(engine, job_id)
+    return JobPublic(**get_job(engine, job_id))

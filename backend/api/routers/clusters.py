@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 
 from backend.api.deps import ConnDep
-from backend.api.errors import BadQuery
+from backend.api.geojson import GeoJSONResponse
 from backend.api.query import bbox_condition, parse_bbox, parse_species
+from backend.api.schemas import ClustersCollection, problems
 from backend.api.serving import ServingDep
 
-router = APIRouter(prefix="/api", tags=["clusters"])
+router = APIRouter(prefix="/api", tags=["clusters"], responses=problems(503))
 
 CLUSTERS_SQL = """
 SELECT id, species, rank, mean_score, max_score, n_cells, area_km2, n_sites, sites,
@@ -26,26 +27,26 @@ LIMIT %(n)s
 MAX_LIMIT = 2000
 
 
-@router.get("/clusters", summary="Flagged clusters as GeoJSON, with overlapping and nearby known sites")
+@router.get("/clusters", summary="Flagged clusters as GeoJSON, with overlapping and nearby known sites",
+            response_model=ClustersCollection, response_class=GeoJSONResponse)
 def list_clusters(
     conn: ConnDep,
     serving: ServingDep,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in lon/lat", examples=["-124.5,32.5,-114,42"])]
     = None,
     species: Annotated[str | None, Query(description="Comma-separated species ids", examples=["zinc"])] = None,
-    limit: Annotated[int, Query(description=f"At most this many, highest mean score first (1..{MAX_LIMIT})")] = 500,
-) -> Response:
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT,
+                                description=f"At most this many, highest mean score first (1..{MAX_LIMIT})")] = 500,
+) -> GeoJSONResponse:
     """Clusters of the version being served that intersect the box, highest mean discrepancy first."""
     box = parse_bbox(bbox)
     version = serving.catalog.current()
     known = sorted({i.species for i in version.layers.values()}) if version else []
     wanted = parse_species(species, known) if version else []
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadQuery("limit", f"limit {limit} is outside 1..{MAX_LIMIT}")
     body: dict[str, Any] = {"type": "FeatureCollection", "layer_version": version.id if version else None,
                             "features": []}
     if version is None:
-        return Response(orjson.dumps(body), media_type="application/geo+json")
+        return GeoJSONResponse(orjson.dumps(body))
     where = []
     params: dict[str, Any] = {"version": version.id, "n": limit}
     if box is not None:
@@ -64,4 +65,4 @@ def list_clusters(
             },
         })
     body["numberReturned"] = len(body["features"])
-    return Response(orjson.dumps(body), media_type="application/geo+json")
+    return GeoJSONResponse(orjson.dumps(body))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from backend import __version__
 from backend.api.deps import EngineDep
+from backend.api.schemas import HealthPublic, TileCacheStats
 
 router = APIRouter(tags=["health"])
 
@@ -18,36 +18,37 @@ router = APIRouter(tags=["health"])
 SITES_COUNT_TTL_S = 5.0
 
 
-@router.get("/healthz", summary="Health of the service and its database")
+@router.get("/healthz", summary="Health of the service and its database", response_model=HealthPublic,
+            responses={503: {"model": HealthPublic, "description": "The database does not answer"}})
 def get_health(request: Request, engine: EngineDep) -> JSONResponse:
     """200 when the database answers, 503 (with the reason) when it does not."""
-    body: dict[str, Any] = {"status": "ok", "version": __version__, "database": "ok",
-                            "model": None, "provider": None, "layer_version": None}
+    health = HealthPublic(status="ok", version=__version__, database="ok", model=None, provider=None,
+                          layer_version=None)
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SET LOCAL statement_timeout = 2000")
             cached = getattr(request.app.state, "health_sites", None)
             if cached is not None and time.monotonic() - cached[0] < SITES_COUNT_TTL_S:
                 conn.exec_driver_sql("SELECT 1").scalar_one()
-                body["sites"] = cached[1]
+                health.sites = cached[1]
             else:
-                body["sites"] = conn.exec_driver_sql("SELECT count(*) FROM sites").scalar_one()
-                request.app.state.health_sites = (time.monotonic(), body["sites"])
+                health.sites = conn.exec_driver_sql("SELECT count(*) FROM sites").scalar_one()
+                request.app.state.health_sites = (time.monotonic(), health.sites)
     except sa.exc.SQLAlchemyError as exc:
-        body.update(status="unavailable", database=f"unavailable: {exc.__class__.__name__}")
-        return JSONResponse(body, status_code=503)
+        health.status, health.database = "unavailable", f"unavailable: {exc.__class__.__name__}"
+        return JSONResponse(health.model_dump(exclude_unset=True), status_code=503)
     serving = getattr(request.app.state, "serving", None)
     if serving is not None:
         if serving.model is not None:
-            body.update(model=serving.model.card.name, provider=serving.model.provider)
+            health.model, health.provider = serving.model.card.name, serving.model.provider
         else:
-            body["model_error"] = serving.model_error
-        body["cube"] = serving.cube.sha256[:12] if serving.cube is not None else None
+            health.model_error = serving.model_error
+        health.cube = serving.cube.sha256[:12] if serving.cube is not None else None
         try:
             current = serving.catalog.current()
-            body["layer_version"] = current.id if current else None
+            health.layer_version = current.id if current else None
         except sa.exc.SQLAlchemyError:
-            body["layer_version"] = None
+            health.layer_version = None
         cache = serving.tile_cache
-        body["tile_cache"] = {"hits": cache.hits, "misses": cache.misses, "bytes": cache.bytes}
-    return JSONResponse(body)
+        health.tile_cache = TileCacheStats(hits=cache.hits, misses=cache.misses, bytes=cache.bytes)
+    return JSONResponse(health.model_dump(exclude_unset=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Body, Request
@@ -18,13 +18,21 @@ from backend.api.errors import BadQuery
 from backend.api.query import BBox, parse_bbox, parse_species
 from backend.api.routers.layers import render_query
 from backend.api.routers.prospectivity import array_stats
+from backend.api.schemas import (
+    GridWindow,
+    InferImage,
+    InferLayer,
+    InferResult,
+    InferSpeciesStatistics,
+    problems,
+)
 from backend.api.serve_errors import BoxTooLarge, ServiceNotReady
 from backend.api.serving import Serving, ServingDep
 from backend.inference.infill import InfillRequest, run_infill
 from backend.layers.catalog import TemporaryLayer
 from backend.layers.cog import read_geographic_bounds, write_layer
 
-router = APIRouter(prefix="/api", tags=["infer"])
+router = APIRouter(prefix="/api", tags=["infer"], responses=problems(413, 503))
 
 Box = tuple[float, float, float, float]
 
@@ -49,9 +57,10 @@ class InferCreate(BaseModel):
     hide_regions: list[Box] = Field(default_factory=list, max_length=MAX_REGIONS,
                                     description=f"Lon/lat boxes inside the box where they are hidden (default: the "
                                                 f"whole box; at most {MAX_REGIONS}; one outside the box is a 422)")
-    ensemble: int = Field(default=1, description="Evaluations (the first hides only what you chose; the others "
-                                                 "add seeded random masks)")
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, description=f"Seed of the random masks, 0..{MAX_SEED}")
+    ensemble: int = Field(default=1, ge=1, strict=True,
+                          description="Evaluations, at most M3_INFER_MAX_ENSEMBLE (default 16); the first hides only "
+                                      "what you chose, the others add seeded random masks")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, strict=True, description=f"Seed of the random masks, 0..{MAX_SEED}")
     render: str | None = Field(default=None, description="Species drawn as the returned layer "
                                                         "(default: the first hidden, else the first reported)")
 
@@ -94,11 +103,12 @@ def _png(values: np.ndarray) -> bytes:
     return img.rescale(in_range=((0.0, 1.0),)).render(img_format="PNG", colormap=cmap.get("viridis"))
 
 
-@router.post("/infer", summary="Run the model now on a box, hiding chosen species and regions")
+@router.post("/infer", summary="Run the model now on a box, hiding chosen species and regions",
+             response_model=InferResult, response_model_exclude_unset=True)
 def create_infer(request: Request, serving: ServingDep,
                  body: Annotated[InferCreate, Body(openapi_examples={"hide zinc": {"value": {
                      "bbox": "-121.2,38.8,-120.4,39.4", "hide_species": ["zinc"], "ensemble": 1}}})]
-                 ) -> dict[str, Any]:
+                 ) -> InferResult:
     """Statistics per species in the box, and the rendered layer (PNG and a temporary tile layer)."""
     if serving.model is None:
         raise ServiceNotReady(f"no model loaded: {serving.model_error}")
@@ -131,8 +141,10 @@ def create_infer(request: Request, serving: ServingDep,
     stats = {}
     for sp in report:
         i = species.index(sp)
-        stats[sp] = {**array_stats(result.mean[i], cell_km2), "hidden_cells": int(result.hidden[i].sum()),
-                     "std_mean": float(result.std[i].mean())}
+        spread = result.std[i][np.isfinite(result.std[i])]
+        stats[sp] = InferSpeciesStatistics(**array_stats(result.mean[i], cell_km2),
+                                           hidden_cells=int(result.hidden[i].sum()),
+                                           std_mean=float(spread.mean()) if spread.size else None)
     layer_id = f"infer-{uuid.uuid4().hex[:16]}.{render}"
     folder = serving.catalog.temporary_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,15 +155,16 @@ def create_infer(request: Request, serving: ServingDep,
     serving.catalog.add_temporary(TemporaryLayer(layer_id, path, bounds))
     base = str(request.base_url).rstrip("/")
     query = render_query("prospectivity")
-    return {
-        "bbox": [box.minx, box.miny, box.maxx, box.maxy],
-        "window": {"col": int(window.col_off), "row": int(window.row_off), "width": int(window.width),
-                   "height": int(window.height)},
-        "cells": cells, "evaluations": result.evaluations, "seconds": round(result.seconds, 3),
-        "provider": serving.model.provider, "hidden_species": hide, "species": stats,
-        "layer": {"id": layer_id, "species": render, "bounds": list(bounds),
-                  "tilejson": f"{base}/tiles/{layer_id}/WebMercatorQuad/tilejson.json?{query}",
-                  "tiles": f"{base}/tiles/{layer_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{query}"},
-        "image": {"species": render, "format": "png", "crs": grid.crs, "bounds": list(bounds),
-                  "data": base64.b64encode(_png(values)).decode()},
-    }
+    tiles = f"{base}/tiles/{layer_id}"
+    return InferResult(
+        bbox=[box.minx, box.miny, box.maxx, box.maxy],
+        window=GridWindow(col=int(window.col_off), row=int(window.row_off), width=int(window.width),
+                          height=int(window.height)),
+        cells=cells, evaluations=result.evaluations, seconds=round(result.seconds, 3),
+        provider=serving.model.provider, hidden_species=hide, species=stats,
+        layer=InferLayer(id=layer_id, species=render, bounds=list(bounds),
+                         tilejson=f"{tiles}/WebMercatorQuad/tilejson.json?{query}",
+                         tiles=f"{tiles}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{query}"),
+        image=InferImage(species=render, format="png", crs=str(grid.crs), bounds=list(bounds),
+                         data=base64.b64encode(_png(values)).decode()),
+    )

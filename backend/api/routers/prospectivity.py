@@ -15,12 +15,16 @@ from rasterio.windows import Window
 
 from backend.api.errors import BadQuery
 from backend.api.query import BBox, parse_bbox, parse_species
+from backend.api.schemas import ProspectivityStats, problems
 from backend.api.serve_errors import BoxTooLarge
 from backend.api.serving import ServingDep
 from backend.layers.catalog import LayerNotFound, LayerVersion
 from backend.layers.cog import LAYER_KINDS
 
-router = APIRouter(prefix="/api", tags=["prospectivity"])
+router = APIRouter(prefix="/api", tags=["prospectivity"], responses=problems(404, 413, 503))
+
+#: The media type of the GeoTIFF download.
+GEOTIFF = "image/tiff; application=geotiff"
 
 Kind = Literal["prospectivity", "uncertainty", "discrepancy"]
 
@@ -72,7 +76,10 @@ def read_box(version: LayerVersion, layer_ids: list[str], box: BBox, max_cells: 
     return np.stack(bands), window, transform, crs
 
 
-@router.get("/prospectivity", summary="Statistics of a layer inside a box; format=tif downloads a GeoTIFF")
+@router.get("/prospectivity", summary="Statistics of a layer inside a box; format=tif downloads a GeoTIFF",
+            response_model=ProspectivityStats,
+            responses={200: {"content": {GEOTIFF: {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "JSON statistics, or with format=tif a float32 GeoTIFF of the box"}})
 def read_prospectivity(
     serving: ServingDep,
     bbox: Annotated[str, Query(description="minx,miny,maxx,maxy in lon/lat", examples=["-121.5,38.5,-120.5,39.5"])],
@@ -104,7 +111,7 @@ def read_prospectivity(
                 dst.update_tags(layer_version=str(version.id), kind=kind)
             content = mem.read()
         name = f"m3-v{version.id}-{kind}-{'-'.join(wanted) if len(wanted) <= 3 else 'all'}.tif"
-        return Response(content, media_type="image/tiff; application=geotiff",
+        return Response(content, media_type=GEOTIFF,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
     cell_km2 = abs(transform.a * transform.e) / 1e6
     body = {

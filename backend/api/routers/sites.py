@@ -10,11 +10,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 
 from backend.api.deps import ConnDep, SettingsDep
+from backend.api.geojson import GeoJSONResponse
 from backend.api.query import bbox_condition, decode_cursor, encode_cursor, parse_bbox, parse_limit, parse_species
+from backend.api.schemas import SitesPage, SpeciesList, problems
 from backend.ingest.vocabulary import vocabulary
 from backend.settings import M3_SPECIES
 
-router = APIRouter(prefix="/api", tags=["sites"])
+router = APIRouter(prefix="/api", tags=["sites"], responses=problems(503))
 
 SITES_SQL = """
 SELECT id, source, record_id, name, state, species, commodities, deposit_types, rank,
@@ -45,6 +47,8 @@ def _feature(row: Any) -> dict[str, Any]:
     "/sites",
     summary="Known sites as GeoJSON",
     response_description="A GeoJSON FeatureCollection with next_cursor (null on the last page).",
+    response_model=SitesPage,
+    response_class=GeoJSONResponse,
 )
 def list_sites(
     request: Request,
@@ -83,10 +87,10 @@ def list_sites(
     if next_cursor:
         body["links"].append({"rel": "next", "type": "application/geo+json",
                               "href": str(request.url.include_query_params(cursor=next_cursor))})
-    return Response(orjson.dumps(body), media_type="application/geo+json")
+    return GeoJSONResponse(orjson.dumps(body))
 
 
-@router.get("/species", summary="Species with counts of known sites")
+@router.get("/species", summary="Species with counts of known sites", response_model=SpeciesList)
 def list_species(request: Request, conn: ConnDep) -> Response:
     """Every species with at least one known site (and the M3 targets), with site counts."""
     cache = getattr(request.app.state, "species_cache", None)

@@ -1,0 +1,363 @@
+"""Response models of the JSON the service returns, and the problem body of every error (``XPublic`` style).
+
+The models describe the bodies as they are sent; optional keys (default ``None``) are left out of a body
+when they do not apply, so the documented shape is the returned one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from backend.layers.cog import LAYER_KINDS
+
+#: The layer kinds, for the schemas (a kind is one of LAYER_KINDS' keys).
+KIND_ENUM: dict[str, Any] = {"enum": list(LAYER_KINDS)}
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+class ValidationIssue(BaseModel):
+    """One problem of a request that failed validation (at most a short excerpt of the input)."""
+
+    type: str | None = Field(description="Kind of problem, e.g. missing, int_parsing, extra_forbidden")
+    loc: list[str | int] = Field(description="Where: query, path, body and the field names")
+    msg: str = Field(description="What is wrong and what is allowed")
+    input: str | None = Field(default=None, description="A short excerpt of the value sent")
+
+
+class Problem(BaseModel):
+    """The body of every 4xx and 5xx answer: what was wrong, in words."""
+
+    detail: str | list[ValidationIssue] = Field(
+        description="What was wrong and what is allowed; a list of problems when the request failed validation")
+    parameter: str | None = Field(default=None, description="The query or body parameter at fault")
+    errors: int | None = Field(default=None, description="Number of validation problems (the first ten are listed)")
+    running_job: int | None = Field(default=None, description="The job already running (409)")
+
+
+#: What each error status means for this service (one description per status).
+PROBLEM_MEANINGS: dict[int, str] = {
+    400: "A Host header outside M3_ALLOWED_HOSTS, a Content-Length that is not a number, a body that cannot be "
+         "read, or a tile parameter TiTiler cannot parse (band-math expression, format, algorithm parameters).",
+    401: "No admin bearer token was sent.",
+    403: "The admin bearer token is wrong.",
+    404: "Not found: an unknown layer, job or tile, or no layers published yet.",
+    409: "A job of this kind is already running (running_job names it).",
+    413: "The request body is larger than M3_MAX_BODY_BYTES, or the box covers more cells than allowed.",
+    422: "A parameter is invalid (out of range, unknown, malformed, or given more than once); the detail says "
+         "what is allowed.",
+    503: "The database, model or cube is unavailable, or the server is busy (Retry-After says when to retry).",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries documenting these error statuses (backend.api.openapi gives each the Problem body)."""
+    return {code: {"description": PROBLEM_MEANINGS[code]} for code in codes}
+
+
+# -- health ------------------------------------------------------------------------------------------
+
+
+class TileCacheStats(BaseModel):
+    """Counters of the in-process tile cache."""
+
+    hits: int
+    misses: int
+    bytes: int
+
+
+class HealthPublic(BaseModel):
+    """Health of the service: database, model, execution provider, layer version."""
+
+    status: Literal["ok", "unavailable"]
+    version: str
+    database: str = Field(description="ok, or unavailable with the reason")
+    model: str | None = Field(description="The loaded model's name (null when none is loaded)")
+    provider: str | None = Field(description="The onnxruntime execution provider in use")
+    layer_version: int | None = Field(description="The layer version being served (null before the first)")
+    sites: int | None = Field(default=None, description="Known sites in the store (absent when the database is down)")
+    model_error: str | None = Field(default=None, description="Why no model is loaded (only then)")
+    cube: str | None = Field(default=None, description="First 12 hex digits of the served cube's sha256")
+    tile_cache: TileCacheStats | None = None
+
+
+# -- sites and species -------------------------------------------------------------------------------
+
+
+class PointGeometry(BaseModel):
+    """A GeoJSON point, lon/lat (EPSG:4326)."""
+
+    type: Literal["Point"]
+    coordinates: list[float] = Field(min_length=2, max_length=2)
+
+
+class SiteProperties(BaseModel):
+    """What a source recorded about a site."""
+
+    source: str
+    record_id: str
+    name: str | None
+    state: str | None = Field(description="US postal code of the state the point lies in")
+    species: list[str] = Field(description="Canonical commodity ids")
+    commodities: list[str] = Field(description="Commodities as the source named them")
+    deposit_types: list[str]
+    rank: str | None = Field(description="Site rank or development status as the source gave it")
+
+
+class SiteFeature(BaseModel):
+    """A known site as a GeoJSON Feature."""
+
+    type: Literal["Feature"]
+    id: int
+    geometry: PointGeometry
+    properties: SiteProperties
+
+
+class Link(BaseModel):
+    """A link to another page."""
+
+    rel: str
+    type: str
+    href: str
+
+
+class SitesPage(BaseModel):
+    """A page of known sites as a GeoJSON FeatureCollection, with the cursor of the next page."""
+
+    type: Literal["FeatureCollection"]
+    features: list[SiteFeature]
+    numberReturned: int  # noqa: N815 (the OGC API - Features spelling)
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")
+    links: list[Link]
+
+
+class SpeciesPublic(BaseModel):
+    """A species with its count of known sites."""
+
+    id: str
+    label: str
+    sites: int
+    target: bool = Field(description="One of the M3 target species")
+
+
+class SpeciesList(BaseModel):
+    """Every species with at least one known site, and the M3 targets."""
+
+    species: list[SpeciesPublic]
+
+
+# -- layers ------------------------------------------------------------------------------------------
+
+
+class LayerPublic(BaseModel):
+    """A published layer with its default style and tile URLs."""
+
+    id: str = Field(description="<species>.<kind>")
+    species: str
+    kind: str = Field(json_schema_extra=KIND_ENUM)
+    description: str
+    colormap: str
+    rescale: list[float] = Field(min_length=2, max_length=2)
+    tilejson: str
+    tiles: str
+    stats: dict[str, float | int | None] = Field(description="count, min, max and mean of the layer")
+
+
+class LayersPublic(BaseModel):
+    """The layer version being served and its layers (version null before the first re-inference)."""
+
+    version: int | None
+    layers: list[LayerPublic]
+    published_at: str | None = None
+    model: dict[str, Any] | None = Field(default=None, description="Model card summary")
+    ensemble: dict[str, Any] | None = Field(default=None, description="Masks, seeds and evaluations")
+    detail: str | None = Field(default=None, description="Why there are no layers (only then)")
+
+
+# -- clusters ----------------------------------------------------------------------------------------
+
+
+class ClusterSite(BaseModel):
+    """A known site in or near a flagged cluster."""
+
+    id: int
+    name: str | None
+    species: list[str]
+    distance_m: float = Field(description="Distance to the cluster in metres (0 inside it)")
+
+
+class ClusterProperties(BaseModel):
+    """Scores, size and known sites of a flagged cluster."""
+
+    species: str
+    rank: int = Field(description="1 = highest mean score of its species in its version")
+    mean_score: float
+    max_score: float
+    n_cells: int
+    area_km2: float
+    n_sites: int = Field(description="Known sites in or near the cluster (the first ones are listed)")
+    sites: list[ClusterSite]
+    label_point: list[float] = Field(min_length=2, max_length=2, description="A lon/lat point inside the cluster")
+    layer_version: int
+
+
+class ClusterGeometry(BaseModel):
+    """A GeoJSON (multi)polygon."""
+
+    type: Literal["Polygon", "MultiPolygon"]
+    coordinates: list[Any]
+
+
+class ClusterFeature(BaseModel):
+    """A flagged cluster as a GeoJSON Feature."""
+
+    type: Literal["Feature"]
+    id: int
+    geometry: ClusterGeometry
+    properties: ClusterProperties
+
+
+class ClustersCollection(BaseModel):
+    """Flagged clusters of the layer version being served, as a GeoJSON FeatureCollection."""
+
+    type: Literal["FeatureCollection"]
+    layer_version: int | None
+    features: list[ClusterFeature]
+    numberReturned: int | None = None  # noqa: N815 (absent before the first layer version)
+
+
+# -- box statistics and infill -----------------------------------------------------------------------
+
+
+class BoxStatistics(BaseModel):
+    """Statistics of the finite cells of one species in a box (only ``cells`` when there are none)."""
+
+    cells: int
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    p10: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    max: float | None = None
+    area_km2_above_0_5: float | None = None
+
+
+class GridWindow(BaseModel):
+    """A window of the 1-mile grid."""
+
+    col: int
+    row: int
+    width: int
+    height: int
+
+
+class ProspectivityStats(BaseModel):
+    """Per species statistics of one layer kind inside a box."""
+
+    layer_version: int
+    kind: str = Field(json_schema_extra=KIND_ENUM)
+    description: str
+    bbox: list[float] = Field(min_length=4, max_length=4)
+    crs: str
+    cell_km2: float
+    window: GridWindow
+    species: dict[str, BoxStatistics]
+
+
+class InferSpeciesStatistics(BoxStatistics):
+    """Box statistics of a species after infilling, with the cells hidden and the ensemble spread."""
+
+    hidden_cells: int
+    std_mean: float | None = Field(description="Mean ensemble standard deviation (null without finite cells)")
+
+
+class InferLayer(BaseModel):
+    """The temporary tile layer of an infill result."""
+
+    id: str
+    species: str
+    bounds: list[float] = Field(min_length=4, max_length=4)
+    tilejson: str
+    tiles: str
+
+
+class InferImage(BaseModel):
+    """The rendered layer as a base64 PNG."""
+
+    species: str
+    format: Literal["png"]
+    crs: str
+    bounds: list[float] = Field(min_length=4, max_length=4)
+    data: str = Field(description="Base64 PNG")
+
+
+class InferResult(BaseModel):
+    """What the model infilled in a box: statistics per species and the rendered layer."""
+
+    bbox: list[float] = Field(min_length=4, max_length=4)
+    window: GridWindow
+    cells: int
+    evaluations: int
+    seconds: float
+    provider: str
+    hidden_species: list[str]
+    species: dict[str, InferSpeciesStatistics]
+    layer: InferLayer
+    image: InferImage
+
+
+# -- admin jobs --------------------------------------------------------------------------------------
+
+
+class JobCreated(BaseModel):
+    """A started job and the URL to follow it."""
+
+    job_id: int
+    status: Literal["running"]
+    url: str
+
+
+class JobPublic(BaseModel):
+    """A job: status, progress, message, error and the layer version it published."""
+
+    id: int
+    kind: str
+    status: Literal["running", "succeeded", "failed"]
+    progress: float = Field(description="0..1")
+    message: str | None
+    params: dict[str, Any]
+    pid: int | None
+    host: str | None
+    layer_version: int | None
+    error: str | None
+    created_at: str | None
+    updated_at: str | None
+    finished_at: str | None
+
+
+# -- page helpers ------------------------------------------------------------------------------------
+
+
+class ColormapStops(BaseModel):
+    """Evenly spaced colours of a colormap."""
+
+    name: str
+    stops: list[str] = Field(description="#rrggbb colours")
+
+
+class CoverageCollection(BaseModel):
+    """The covered states of the cube's coverage rule as GeoJSON."""
+
+    type: Literal["FeatureCollection"]
+    features: list[dict[str, Any]]
+    description: str | None
+
+
+class PageConfig(BaseModel):
+    """Settings the map page needs."""
+
+    basemap_url: str | None
+    basemap_attribution: str | None
