@@ -68,8 +68,11 @@ class MapEvaluator:
             return assemble_inputs(card, self.arrays, hidden, out=self._padded[0, :, :h, :w], pool=self.pool)
         return assemble_inputs(card, self.arrays, hidden, pool=self.pool)
 
-    def __call__(self, hidden: np.ndarray) -> np.ndarray:
+    def __call__(self, hidden: np.ndarray, shift: int = 0) -> np.ndarray:
         """Probabilities of every species of the model for one hide mask.
+
+        ``shift`` moves the inner edges of the sliding windows (see :func:`sliding_predict`'s ``offset``);
+        an ensemble passes a different one to each evaluation. The whole-grid pass has no inner edges.
 
         If the whole-grid pass runs out of (GPU) memory, the evaluator falls back to sliding windows
         for this and every later call, with a warning, instead of failing the job.
@@ -89,7 +92,7 @@ class MapEvaluator:
         card = self.engine.card
         inputs = self._fill(hidden)
         return sliding_predict(self.engine.predict, inputs, len(card.species), self.window, self.overlap,
-                               card.multiple, self.batch, self.needed, self.band_rows)
+                               card.multiple, self.batch, self.needed, self.band_rows, shift)
 
     def _fill(self, hidden: np.ndarray) -> np.ndarray:
         """The input [C, H, W] for this hide mask: assembled on the first call, species channels after."""

@@ -62,3 +62,23 @@ def test_needed_windows_stay_within_the_cell_budget_and_multiples():
         assert h % 8 == 0 and w % 8 == 0 and h * w <= 40 * 200
         covered[r:r + h, c:c + w] += 1
     assert covered.min() >= 1
+
+
+def test_an_offset_moves_the_inner_band_edges_and_keeps_the_overlap():
+    from backend.inference.windows import plan_needed
+
+    needed = np.ones((500, 300), dtype=bool)
+    starts = {}
+    for offset in (0, 5, 37, 32 + 5):
+        windows = plan_needed(needed.shape, needed, band_rows=48, max_cells=48 * 300, overlap=16, multiple=8,
+                              offset=offset)
+        rows = sorted({r for r, _, _, _ in windows})
+        starts[offset] = rows
+        assert rows[0] == 0 and rows[-1] == 500 - 48
+        assert all(0 < b - a <= 48 - 16 for a, b in zip(rows, rows[1:], strict=False)), "overlap of 16 or more"
+    assert starts[0][1] == 32 and starts[5][1] == 5 and starts[37] == starts[5], "the offset is taken modulo the step"
+    inner = set(starts[0][1:-1])
+    assert not inner & set(starts[5][1:-1])
+    x = np.random.default_rng(2).random((2, 500, 300)).astype(np.float32)
+    out = sliding_predict(_identity, x, 2, size=64, overlap=16, multiple=8, needed=needed, band_rows=48, offset=5)
+    np.testing.assert_allclose(out, x, rtol=1e-5)
