@@ -1,41 +1,38 @@
-"""API fuzzing with schemathesis against the served OpenAPI schema: no input may produce a 5xx."""
+"""API fuzzing (bench/fuzz.py): schemathesis with every check on, against a live server with the admin routes on."""
 
-from collections import Counter
+import importlib.util
+import secrets
 
-import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
 
-#: Examples per operation (fewer where a valid input runs the model).
-EXAMPLES = 80
-EXPENSIVE = ("/api/infer", "/admin/reinference")
+from backend.settings import PROJECT_ROOT
+
+#: Requests of the run in `make test` (one round: examples, coverage, fuzzing and stateful phases).
+REQUESTS = 3000
+MAX_EXAMPLES = 10
+
+
+def _fuzz_module():
+    spec = importlib.util.spec_from_file_location("fuzz", PROJECT_ROOT / "bench" / "fuzz.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.slow
-def test_fuzzed_requests_get_no_server_error(live_server):
-    spec = httpx.get(f"{live_server}/openapi.json").json()
-    schema = schemathesis.openapi.from_dict(spec)
-    counts: Counter = Counter()
-    server_errors = []
-    def fuzz(op) -> None:
-        examples = 20 if op.path in EXPENSIVE else EXAMPLES
-
-        @given(case=op.as_strategy())
-        @settings(max_examples=examples, deadline=None, derandomize=True, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
-        def call(case):
-            response = case.call(base_url=live_server, timeout=120)
-            counts[f"{op.method.upper()} {op.path}"] += 1
-            if response.status_code >= 500:
-                server_errors.append((op.method, case.formatted_path, case.query, response.status_code,
-                                      response.text[:300]))
-
-        call()
-
-    for result in schema.get_all_operations():
-        fuzz(result.ok())
-    total = sum(counts.values())
-    print(f"schemathesis: {total} requests over {len(counts)} operations, {len(server_errors)} 5xx")
-    assert total >= 1000
-    assert server_errors == []
+def test_schemathesis_with_every_check_finds_nothing(live_env, make_live_server):
+    fuzz = _fuzz_module()
+    token = secrets.token_urlsafe(32)
+    server = make_live_server({**live_env, "M3_ADMIN_TOKEN": token}, name="fuzz").start()
+    try:
+        summary = fuzz.fuzz(server.base, REQUESTS, seed=0, admin_token=token, max_examples=MAX_EXAMPLES, quiet=True)
+    finally:
+        server.stop()
+    fuzz.print_summary(summary)
+    assert summary["failures_by_check"] == {}, summary["samples"][:5]
+    assert summary["errors"] == []
+    assert summary["requests"] >= REQUESTS
+    # every operation of the schema was reached, the admin ones included
+    assert summary["operations"] == 22
+    assert summary["requests_per_operation"]["GET /admin/jobs/{job_id}"] > 0
