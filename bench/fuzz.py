@@ -151,6 +151,17 @@ def fuzz(base: str, requests: int, seed: int = 0, admin_token: str | None = None
     }
 
 
+def _cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (the platform's machine name elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -221,7 +232,8 @@ def main() -> int:
             proc.terminate()
             proc.wait(15)
     print_summary(summary)
-    summary["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    summary["machine"] = f"{_cpu_model()}, {os.cpu_count()} cores"
+    summary["load_average"] = [round(v, 2) for v in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     return 0 if summary["passed"] else 1
