@@ -29,7 +29,8 @@ class MapEvaluator:
     Two ways to evaluate:
 
     - sliding windows (the CPU default): with ``needed`` [H, W] only windows over needed cells run and
-      cells no window reached are NaN;
+      cells no window reached are NaN; ``margin`` cells at a window's edge are left out of the blend where
+      another window reaches them (:func:`sliding_predict`);
     - ``whole=True``: the whole grid in one model call (on a GPU, where memory allows: no seams, no
       window copies; ``needed`` is not used and every cell gets a value). On a GPU the constant
       inputs stay on the device and only the hide mask travels (:class:`DeviceMapRunner`, where the
@@ -42,7 +43,8 @@ class MapEvaluator:
 
     def __init__(self, engine: InferenceEngine, arrays: CubeArrays, window: int = 512, overlap: int = 64,
                  batch: int = 4, needed: np.ndarray | None = None, band_rows: int = 256,
-                 whole: bool = False, threads: int | None = None, resident: bool | None = None) -> None:
+                 whole: bool = False, threads: int | None = None, resident: bool | None = None,
+                 margin: int = 0) -> None:
         self.engine = engine
         self.needed = needed
         self.band_rows = band_rows
@@ -51,6 +53,7 @@ class MapEvaluator:
         self.overlap = overlap
         self.batch = batch
         self.whole = whole
+        self.margin = margin
         self.resident: DeviceMapRunner | None = None
         if whole and (engine.on_gpu if resident is None else resident) and device_map.supported(engine.card):
             self.resident = DeviceMapRunner(engine, arrays)
@@ -92,7 +95,7 @@ class MapEvaluator:
         card = self.engine.card
         inputs = self._fill(hidden)
         return sliding_predict(self.engine.predict, inputs, len(card.species), self.window, self.overlap,
-                               card.multiple, self.batch, self.needed, self.band_rows, shift)
+                               card.multiple, self.batch, self.needed, self.band_rows, shift, self.margin)
 
     def _fill(self, hidden: np.ndarray) -> np.ndarray:
         """The input [C, H, W] for this hide mask: assembled on the first call, species channels after."""

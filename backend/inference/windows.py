@@ -58,14 +58,26 @@ def plan_windows(shape: tuple[int, int], size: int, overlap: int, multiple: int 
     return WindowPlan(size_r, size_c, _starts(height, size_r, overlap), _starts(width, size_c, overlap))
 
 
-def blend_weights(size_rows: int, size_cols: int, overlap: int) -> np.ndarray:
-    """Separable weights that ramp from near 0 to 1 over ``overlap`` cells at each edge (never 0)."""
+#: The weight of a cell within the margin of a window edge: not 0, so a cell only one window reaches (at
+#: the raster's border) still gets that window's value, but nothing next to a window that reaches it better.
+MARGIN_WEIGHT = 1e-6
+
+
+def blend_weights(size_rows: int, size_cols: int, overlap: int, margin: int = 0) -> np.ndarray:
+    """Separable weights of a window's cells for blending overlaps: 1 inside, ramping down at each edge.
+
+    Over the ``overlap`` cells at an edge, the first ``margin`` cells weigh :data:`MARGIN_WEIGHT`, then the
+    weight ramps linearly to 1 over ``overlap - 2 * margin`` cells; in an overlap of two windows the two
+    ramps sum to 1 and no cell takes more than a trace from within ``margin`` cells of a window's edge,
+    where the model's view is cut short. ``margin`` is reduced where the overlap is too short for it.
+    """
 
     def ramp(n: int) -> np.ndarray:
         m = min(overlap, n // 2)
         w = np.ones(n, dtype=np.float32)
         if m > 0:
-            edge = (np.arange(m, dtype=np.float32) + 0.5) / m
+            cut = min(margin, (m - 1) // 2)
+            edge = np.clip((np.arange(m, dtype=np.float32) - cut + 0.5) / (m - 2 * cut), MARGIN_WEIGHT, 1)
             w[:m] = edge
             w[n - m:] = edge[::-1]
         return w
@@ -118,6 +130,7 @@ def sliding_predict(
     needed: np.ndarray | None = None,
     band_rows: int = 256,
     offset: int = 0,
+    margin: int = 0,
 ) -> np.ndarray:
     """Run ``predict`` over overlapping windows of ``inputs`` [C, H, W] and blend into [n_out, H, W].
 
@@ -126,9 +139,10 @@ def sliding_predict(
     their inner edges moved by ``offset``) and cells no window reached are NaN. A model sees the edge of
     its window as the edge of the world, so its output near an inner window edge differs a little from
     what a larger window gives; an ensemble that moves the edges between evaluations (``offset``) averages
-    that out instead of printing it along fixed rows. Windows that stick out of the raster are zero-padded (the model
-    sees padding as "no data"); overlaps are averaged with :func:`blend_weights`, so seams do not show and
-    a constant field stays constant.
+    that out instead of printing it along fixed rows, and ``margin`` leaves out (nearly) the cells within
+    that many cells of a window's edge where another window reaches them (:func:`blend_weights`). Windows
+    that stick out of the raster are zero-padded (the model sees padding as "no data"); overlaps are
+    averaged with :func:`blend_weights`, so a constant field stays constant.
     """
     channels, height, width = inputs.shape
     if needed is None:
@@ -148,7 +162,7 @@ def sliding_predict(
         start += len(group)
         wt_full = weights.get(shape)
         if wt_full is None:
-            wt_full = weights[shape] = blend_weights(shape[0], shape[1], overlap)
+            wt_full = weights[shape] = blend_weights(shape[0], shape[1], overlap, margin)
         r, c = group[0][:2]
         if len(group) == 1 and r + shape[0] <= height and c + shape[1] <= width:  # one copy, no zero fill first
             x = np.ascontiguousarray(inputs[None, :, r:r + shape[0], c:c + shape[1]], dtype=np.float32)

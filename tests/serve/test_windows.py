@@ -82,3 +82,33 @@ def test_an_offset_moves_the_inner_band_edges_and_keeps_the_overlap():
     x = np.random.default_rng(2).random((2, 500, 300)).astype(np.float32)
     out = sliding_predict(_identity, x, 2, size=64, overlap=16, multiple=8, needed=needed, band_rows=48, offset=5)
     np.testing.assert_allclose(out, x, rtol=1e-5)
+
+
+def test_blend_weights_leave_out_the_margin_and_ramps_sum_to_one():
+    from backend.inference.windows import MARGIN_WEIGHT
+
+    w = blend_weights(1, 100, overlap=24, margin=8)[0]
+    assert (w[:8] == np.float32(MARGIN_WEIGHT)).all() and (w[-8:] == np.float32(MARGIN_WEIGHT)).all()
+    assert (w[24:-24] == 1).all() and (np.diff(w[:24]) >= 0).all()
+    # two windows overlapping by 24 cells: their weights over the overlap sum to 1
+    np.testing.assert_allclose(w[-24:] + w[:24], 1, rtol=1e-5)
+
+
+def test_a_margin_removes_what_a_model_gets_wrong_at_its_window_edge():
+    """A model whose output is off within 5 cells of its window's edge: a margin of 6 blends it away."""
+
+    def edgy(x):
+        out = x[:, :2].copy()
+        out[:, :, :5] += 1
+        out[:, :, -5:] += 1
+        out[:, :, :, :5] += 1
+        out[:, :, :, -5:] += 1
+        return out
+
+    x = np.random.default_rng(3).random((2, 300, 260)).astype(np.float32)
+    needed = np.ones((300, 260), dtype=bool)
+    clean = sliding_predict(edgy, x, 2, size=64, overlap=32, multiple=8, needed=needed, band_rows=64, margin=6)
+    plain = sliding_predict(edgy, x, 2, size=64, overlap=32, multiple=8, needed=needed, band_rows=64)
+    inner = (slice(None), slice(6, -6), slice(6, -6))  # within the margin of the raster border no window is clean
+    np.testing.assert_allclose(clean[inner], x[inner], atol=1e-4)
+    assert np.abs(plain[inner] - x[inner]).max() > 0.1
