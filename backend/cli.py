@@ -215,8 +215,12 @@ def infer(
     model_dir: Annotated[Path | None, typer.Option(help="Folder with model.json (default M3_MODEL_DIR).")] = None,
     cube_dir: Annotated[Path | None, typer.Option(help="Cube folder (default M3_CUBE_DIR).")] = None,
     layers_dir: Annotated[Path | None, typer.Option(help="Where v<N>/ folders go (default M3_LAYERS_DIR).")] = None,
-    masks: Annotated[int | None, typer.Option(help="E, mask patterns (default M3_ENSEMBLE_MASKS).")] = None,
-    seeds: Annotated[int | None, typer.Option(help="S, seeds per pattern (default M3_ENSEMBLE_SEEDS).")] = None,
+    masks: Annotated[int | None, typer.Option(min=1, help=(
+        "E, mask rounds: every cell-species is hidden in exactly E evaluations (default M3_ENSEMBLE_MASKS, 8; "
+        "the paper's setting is 50)."))] = None,
+    mask_seed: Annotated[int | None, typer.Option(help=(
+        "Seed of the mask draw: the same seed gives the same layers, another seed another draw "
+        "(default M3_ENSEMBLE_SEED, 0)."))] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Run the whole-map ensemble, write layers/v<N>/ and clusters, and publish them (as a recorded job)."""
@@ -228,7 +232,7 @@ def infer(
     from backend.inference.reinference import job_progress, run_reinference
 
     given: dict[str, object] = {"model_dir": model_dir, "cube_dir": cube_dir, "layers_dir": layers_dir,
-                                "ensemble_masks": masks, "ensemble_seeds": seeds}
+                                "ensemble_masks": masks, "ensemble_seed": mask_seed}
     overrides = {k: v for k, v in given.items() if v is not None}
     settings = Settings().model_copy(update=overrides)
     engine = _engine()

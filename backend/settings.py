@@ -73,19 +73,23 @@ class Settings(BaseSettings):
         description="Execution providers in order of preference; those not installed are skipped.",
     )
     window_size: int = Field(default=1024, ge=16, description="Side in cells of the sliding inference window.")
-    window_overlap: int = Field(default=24, ge=0, description="Cells shared by neighbouring windows (blended).")
-    window_band_rows: int = Field(default=192, ge=16, description=(
+    window_overlap: int = Field(default=80, ge=0, description="Cells shared by neighbouring windows (blended).")
+    window_margin: int = Field(default=32, ge=0, description=(
+        "Cells at a window's edge left out of a whole-map pass's blend where a neighbouring window reaches them "
+        "(the demo model's output there differs from a larger window's; less than half the overlap)."))
+    window_band_rows: int = Field(default=256, ge=16, description=(
         "Rows of the bands a whole-map pass is cut into; only windows over CONUS cells are evaluated."))
     window_batch: int = Field(default=1, ge=1, description="Windows per onnxruntime call (memory grows with it).")
     gpu_whole_map: bool = Field(default=True, description=(
         "On a GPU provider, evaluate the whole grid in one model call instead of sliding windows (the demo "
         "model over CONUS peaked at 19.2 GiB of GPU memory; a pass that runs out falls back to sliding windows)."))
-    ensemble_masks: int = Field(default=3, ge=1, description="E: mask patterns of the ensemble (poster: 3).")
-    ensemble_seeds: int = Field(default=2, ge=1, description="S: seeds per mask pattern (poster: 50; GPU).")
-    ensemble_region_cells: int = Field(default=96, ge=4, description="Side in cells of hidden square regions.")
-    ensemble_hidden_fraction: float = Field(default=0.5, gt=0, le=1,
-                                            description="Share of species or regions hidden per evaluation.")
-    ensemble_seed: int = Field(default=0, description="Base random seed of the ensemble masks.")
+    ensemble_masks: int = Field(default=8, ge=1, description=(
+        "E: mask rounds of the ensemble. Each round cuts the grid into rectangles shaped like the training "
+        "regions and hides each of them in one of its evaluations (1 / masking.region_fraction of them), so "
+        "every cell-species is hidden in exactly E evaluations (the demo setting: 8; the paper's: 50)."))
+    ensemble_taper_cells: int = Field(default=8, ge=0, description=(
+        "Cells over which a hidden cell's weight in the mean ramps up from the edge of its region (0: flat)."))
+    ensemble_seed: int = Field(default=0, description="Seed of the ensemble's mask draw (`m3 infer --mask-seed`).")
 
     # -- layers and clusters -----------------------------------------------------------------------
     layers_dir: Path = Field(default=PROJECT_ROOT / "layers", description="Where layers/v<N>/ folders live.")
@@ -117,6 +121,11 @@ class Settings(BaseSettings):
     pool_wait_s: float = Field(default=30.0, gt=0, description="Longest wait for a slot before a 503.")
     prospectivity_max_cells: int = Field(default=4_000_000, ge=1,
                                          description="Largest box /api/prospectivity reads, in cells.")
+
+    @property
+    def ensemble_seeds(self) -> int:
+        """S: trained models in the served ensemble (one exported model.onnx)."""
+        return 1
 
     @property
     def local_cluster_dir(self) -> Path:

@@ -1,14 +1,15 @@
-"""The whole-map (CONUS) ensemble alone: single-evaluation time and E x S ensemble time, no database.
+"""The whole-map (CONUS) ensemble alone: single-evaluation time and the ensemble's time, no database.
 
-Usage: .venv/bin/python bench/ensemble.py [--model runs/demo] [--cube cube] [--masks 3] [--seeds 50]
+Usage: .venv/bin/python bench/ensemble.py [--model runs/demo] [--cube cube] [--masks 50] [--mask-seed 0]
        [--single-runs 5] [--providers CUDAExecutionProvider,CPUExecutionProvider] [--sliding]
 
 What ``m3 infer`` does before it writes layers, timed: the cube is read, the onnxruntime engine opened
-with the first available provider, and ``run_ensemble`` evaluates E x S masks through ``MapEvaluator``
+with the first available provider, and ``run_ensemble`` evaluates E mask rounds (every cell hidden E
+times; 2 E evaluations at the demo model's region_fraction of 0.5) through ``MapEvaluator``
 (on a GPU, one whole-grid model call per evaluation unless ``--sliding``; on the CPU, sliding windows
 over CONUS, as the settings choose). Reports the median single-evaluation time and the ensemble's time
 (the reduction to mean and std included), prints a Markdown table and writes bench/results/ensemble.json.
-This is the benchmark for the "150 evaluations on one H100" target; bench/serve.py runs the full
+This is the benchmark for the paper-setting ensemble on one H100 (E = 50); bench/serve.py runs the full
 pipeline with the database on the CPU.
 """
 
@@ -45,8 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--cube", type=Path, default=ROOT / "cube")
-    parser.add_argument("--masks", type=int, default=3, help="E, mask patterns")
-    parser.add_argument("--seeds", type=int, default=50, help="S, seeds per pattern (E x S = 150 by default)")
+    parser.add_argument("--masks", type=int, default=50, help="E, mask rounds (the paper's setting: 50)")
+    parser.add_argument("--mask-seed", type=int, default=0, help="seed of the mask draw")
     parser.add_argument("--single-runs", type=int, default=5, help="timed single evaluations (after a warm-up)")
     parser.add_argument("--providers", default="CUDAExecutionProvider,CPUExecutionProvider")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all)")
@@ -55,7 +56,7 @@ def main() -> None:
                         help="also time the plain whole-grid pass, the GPU compute alone (inputs and output left "
                              "on the device) and an onnxruntime profile of one evaluation, by operator type")
     parser.add_argument("--require-gpu", action="store_true",
-                        help="stop at once if onnxruntime fell back to the CPU (150 CPU evaluations take hours)")
+                        help="stop at once if onnxruntime fell back to the CPU (100 CPU evaluations take hours)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
@@ -64,7 +65,8 @@ def main() -> None:
     from backend.inference.contract import load_model_card
     from backend.inference.cube_inputs import CubeSource
     from backend.inference.engine import InferenceEngine
-    from backend.inference.ensemble import draw_mask, run_ensemble
+    from backend.inference.ensemble import run_ensemble
+    from backend.inference.masks import MaskSchedule, draw_round, training_masking
     from backend.inference.runner import MapEvaluator
     from backend.settings import Settings
 
@@ -79,9 +81,11 @@ def main() -> None:
     read_s = time.perf_counter() - t0
     whole = settings.gpu_whole_map and engine.on_gpu and not args.sliding
     evaluate = MapEvaluator(engine, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
-                            needed=arrays.conus, band_rows=settings.window_band_rows, whole=whole)
+                            needed=arrays.conus, band_rows=settings.window_band_rows, whole=whole,
+                            margin=settings.window_margin)
     n_sp = len(engine.card.species)
-    mask = draw_mask("species_in_regions", (0, 0, 0), n_sp, arrays.shape, 96, 0.5).dense(arrays.shape)
+    masking = training_masking(engine.card)
+    mask = np.broadcast_to(draw_round((0,), arrays.shape, masking).region(0), (n_sp, *arrays.shape))
     single = []
     for _ in range(args.single_runs + 1):
         t0 = time.perf_counter()
@@ -98,9 +102,8 @@ def main() -> None:
             logging.info("evaluation %d of %d", d, total)
 
     t0 = time.perf_counter()
-    result = run_ensemble(evaluate, engine.card.species, arrays.shape, args.masks, args.seeds,
-                          settings.ensemble_region_cells, settings.ensemble_hidden_fraction, settings.ensemble_seed,
-                          progress=progress)
+    schedule = MaskSchedule(arrays.shape, masking, args.masks, args.mask_seed)
+    result = run_ensemble(evaluate, engine.card.species, schedule, settings.ensemble_taper_cells, progress=progress)
     ensemble_s = time.perf_counter() - t0
     evaluate.close()
     del evaluate
@@ -118,7 +121,7 @@ def main() -> None:
         "cube_read_s": round(read_s, 2),
         "single_eval_s": {"median": statistics.median(runs), "min": min(runs), "max": max(runs),
                           "first_cold": single[0]},
-        "ensemble": {"masks": args.masks, "seeds": args.seeds, "evaluations": result.evaluations,
+        "ensemble": {"masks": args.masks, "mask_seed": args.mask_seed, "evaluations": result.evaluations,
                      "seconds": ensemble_s, "per_eval_s": ensemble_s / result.evaluations},
         "mean_prospectivity_conus": float(mean_conus.mean()),
         "diagnosis": diagnosis,
@@ -132,7 +135,7 @@ def main() -> None:
     print("|---|---|")
     print(f"| CONUS single evaluation ({arrays.shape[0]} x {arrays.shape[1]} cells), median of {len(runs)} | "
           f"{statistics.median(runs):.3f} s (min {min(runs):.3f}, max {max(runs):.3f}; first {single[0]:.2f} s) |")
-    print(f"| ensemble E x S = {args.masks} x {args.seeds} ({result.evaluations} evaluations) | "
+    print(f"| ensemble of E = {args.masks} mask rounds ({result.evaluations} evaluations) | "
           f"{ensemble_s:.1f} s ({ensemble_s / result.evaluations:.3f} s/eval) |")
 
     if diagnosis:

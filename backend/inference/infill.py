@@ -10,7 +10,7 @@ from rasterio.windows import Window
 
 from backend.inference.cube_inputs import CubeSource
 from backend.inference.engine import InferenceEngine
-from backend.inference.ensemble import MASK_PATTERNS, draw_mask
+from backend.inference.masks import draw_round, training_masking
 from backend.inference.runner import MapEvaluator
 
 
@@ -59,8 +59,9 @@ def run_infill(model: InferenceEngine, cube: CubeSource, request: InfillRequest,
                overlap: int = 64) -> InfillResult:
     """Evaluate the model on the box (with ``context`` cells around it) ``ensemble`` times and crop.
 
-    Evaluation 0 hides only what the user asked; evaluation i > 0 also hides a seeded random mask
-    (the whole-map ensemble patterns), so the same request always gives the same answer.
+    Evaluation 0 hides only what the user asked; evaluation i > 0 also hides, for every species, the
+    regions of one evaluation of a seeded mask round (as the whole-map ensemble draws them), so the
+    same request always gives the same answer.
     """
     t0 = time.perf_counter()
     species = model.card.species
@@ -73,12 +74,12 @@ def run_infill(model: InferenceEngine, cube: CubeSource, request: InfillRequest,
     evaluate = MapEvaluator(model, arrays, window_size, overlap, threads=2)
     total = np.zeros((len(species), *shape), dtype=np.float64)
     total2 = np.zeros_like(total)
+    masking = training_masking(model.card) if request.ensemble > 1 else None
     try:
         for i in range(request.ensemble):
             hidden = base.copy()
-            if i > 0:
-                pattern = MASK_PATTERNS[(i - 1) % len(MASK_PATTERNS)]
-                hidden |= draw_mask(pattern, (request.seed, i), len(species), shape, 24, 0.5).dense(shape)
+            if masking is not None and i > 0:
+                hidden |= draw_round((request.seed, i), shape, masking).region(0)[None]
             prob = evaluate(hidden)
             total += prob
             total2 += prob.astype(np.float64) ** 2

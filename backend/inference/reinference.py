@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from backend.inference.cube_inputs import CubeSource
 from backend.inference.engine import InferenceEngine
-from backend.inference.ensemble import discrepancy, run_ensemble
+from backend.inference.ensemble import EnsembleResult, discrepancy, run_ensemble
 from backend.inference.jobs import update_job
+from backend.inference.masks import MaskSchedule, training_masking
 from backend.inference.runner import MapEvaluator
 from backend.layers.catalog import (
     LayerInfo,
@@ -73,11 +74,12 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         arrays = cube.read()
         evaluate = MapEvaluator(model, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
                                 needed=arrays.conus, band_rows=settings.window_band_rows,
-                                whole=settings.gpu_whole_map and model.on_gpu)
+                                whole=settings.gpu_whole_map and model.on_gpu, margin=settings.window_margin)
+        masking = training_masking(card)
+        schedule = MaskSchedule(arrays.shape, masking, settings.ensemble_masks, settings.ensemble_seed)
         t0 = time.perf_counter()
         result = run_ensemble(
-            evaluate, card.species, arrays.shape, settings.ensemble_masks, settings.ensemble_seeds,
-            settings.ensemble_region_cells, settings.ensemble_hidden_fraction, settings.ensemble_seed,
+            evaluate, card.species, schedule, settings.ensemble_taper_cells,
             progress=lambda d, t: report(0.05 + 0.75 * d / t, f"evaluation {d} of {t}"),
         )
         seconds = time.perf_counter() - t0
@@ -95,7 +97,11 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
             shutil.rmtree(final)
         staging.rename(final)
         ensemble = {"masks": settings.ensemble_masks, "seeds": settings.ensemble_seeds,
-                    "evaluations": result.evaluations, "seconds": round(seconds, 2), "provider": model.provider}
+                    "mask_seed": settings.ensemble_seed, "evaluations": result.evaluations,
+                    "min_hidden": int(result.count[arrays.conus].min()), "taper_cells": settings.ensemble_taper_cells,
+                    "regions": {"min_cells": masking.region_min_cells, "max_cells": masking.region_max_cells,
+                                "fraction": masking.region_fraction},
+                    "seconds": round(seconds, 2), "provider": model.provider}
         with engine.begin() as conn:
             store_clusters(conn, version, found, settings.cluster_site_distance_m)
             publish_version(conn, version, infos, ensemble)
@@ -110,16 +116,21 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
 
 
 def _write_layers(folder: Path, cube: CubeSource, labels: np.ndarray, coverage: np.ndarray, conus: np.ndarray,
-                  result, report: JobProgress) -> list[LayerInfo]:
-    """Write the three layers of every species as COGs; returns their catalog entries."""
+                  result: EnsembleResult, report: JobProgress) -> list[LayerInfo]:
+    """Write the layers of every species (each kind of LAYER_KINDS) as COGs; returns their catalog entries.
+
+    Uncertainty is empty where fewer than two evaluations hid the cell (EnsembleResult.std is NaN there).
+    """
     infos = []
     grid = cube.grid
-    total = 3 * len(result.species)
+    total = len(LAYER_KINDS) * len(result.species)
+    evaluations = np.where(conus, result.count.astype(np.float32), np.nan)
     for i, sp in enumerate(result.species):
         arrays = {
             "prospectivity": np.where(conus, result.mean[i], np.nan),
             "uncertainty": np.where(conus, result.std[i], np.nan),
             "discrepancy": discrepancy(result.mean[i:i + 1], labels[[cube.species.index(sp)]], coverage)[0],
+            "evaluations": evaluations,
         }
         for kind, array in arrays.items():
             layer_id = f"{sp}.{kind}"

@@ -28,9 +28,11 @@ class LayerStyle:
 #: Layer kinds, each with the colormap and value range its tiles are drawn with by default.
 LAYER_KINDS: dict[str, LayerStyle] = {
     "prospectivity": LayerStyle("viridis", (0.0, 1.0), "mean probability over the evaluations that hid the cell"),
-    "uncertainty": LayerStyle("magma", (0.0, 0.25), "standard deviation over the same evaluations"),
+    "uncertainty": LayerStyle("magma", (0.0, 0.25), "standard deviation over the same evaluations "
+                                                    "(empty where fewer than two hid the cell)"),
     "discrepancy": LayerStyle("inferno", (0.0, 1.0),
                               "prospectivity where no record of the species exists, inside coverage only"),
+    "evaluations": LayerStyle("cividis", (0.0, 50.0), "how many evaluations hid the cell (every species with it)"),
 }
 
 

@@ -52,8 +52,8 @@ def make_settings(serve_dirs: dict[str, Path], db_url: str, **overrides: object)
     values: dict = {
         "database_url": db_url, "model_dir": serve_dirs["model"], "cube_dir": serve_dirs["cube"],
         "layers_dir": serve_dirs["layers"], "state_dir": serve_dirs["root"] / "state",
-        "window_size": 64, "window_overlap": 16, "ensemble_masks": 3, "ensemble_seeds": 2,
-        "ensemble_region_cells": 24, "cluster_min_cells": 4, "cluster_threshold": 0.5,
+        "window_size": 64, "window_overlap": 16, "ensemble_masks": 3, "cluster_min_cells": 4,
+        "cluster_threshold": 0.5,
         "cluster_site_distance_m": 3000.0, "admin_token": ADMIN_TOKEN, "layer_version_ttl_s": 0.0,
         "ort_intra_threads": 1, "development": False,
     }

@@ -58,7 +58,7 @@ def test_reinference_job_publishes_a_new_version(admin_env):
 
 def test_concurrent_409_and_kill_9_leaves_served_version_intact(admin_env):
     settings, engine, _ = admin_env
-    slow = settings.model_copy(update={"ensemble_seeds": 3000})
+    slow = settings.model_copy(update={"ensemble_masks": 3000})
     before = load_current(engine, settings.layers_dir)
     client = TestClient(create_app(slow))
     with client:

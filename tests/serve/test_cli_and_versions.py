@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import rasterio
 import sqlalchemy as sa
 from rasterio.windows import Window
 from typer.testing import CliRunner
@@ -22,21 +23,27 @@ def test_m3_infer_publishes_and_prunes(serve_dirs, make_database, tmp_path, monk
     settings = make_settings({**serve_dirs, "layers": tmp_path / "layers", "root": tmp_path}, make_database(),
                              layers_keep=2)
     for key, value in {"M3_DATABASE_URL": settings.database_url, "M3_WINDOW_SIZE": "64",
-                       "M3_ENSEMBLE_REGION_CELLS": "24", "M3_LAYERS_KEEP": "2"}.items():
+                       "M3_LAYERS_KEEP": "2"}.items():
         monkeypatch.setenv(key, str(value))
     args = ["infer", "--model-dir", str(serve_dirs["model"]), "--cube-dir", str(serve_dirs["cube"]),
-            "--layers-dir", str(settings.layers_dir), "--masks", "3", "--seeds", "1", "--no-progress"]
+            "--layers-dir", str(settings.layers_dir), "--masks", "3", "--no-progress"]
     engine = sa.create_engine(settings.database_url or "")
     catalog = LayerCatalog(engine, settings.layers_dir, ttl_s=0)
     try:
-        versions = []
-        for _ in range(3):
-            result = CliRunner().invoke(app, args)
+        versions, maps = [], []
+        for mask_seed in (4, 4, 5):
+            result = CliRunner().invoke(app, [*args, "--mask-seed", str(mask_seed)])
             assert result.exit_code == 0, result.output
             assert "published layer version" in result.output
-            versions.append(load_current(engine, settings.layers_dir).id)
+            current = load_current(engine, settings.layers_dir)
+            versions.append(current.id)
+            assert current.ensemble["mask_seed"] == mask_seed
             path, token = catalog.resolve("zinc.prospectivity")
             assert token == f"v{versions[-1]}" and path.is_file()
+            with rasterio.open(current.path("zinc.prospectivity", native=True)) as src:
+                maps.append(src.read(1))
+        assert np.array_equal(maps[0], maps[1]), "the same mask seed draws the same masks"
+        assert not np.array_equal(maps[1], maps[2]), "another mask seed draws other masks"
         assert sorted(p.name for p in settings.layers_dir.glob("v*")) == [f"v{v}" for v in versions[-2:]]
         with engine.connect() as c:
             statuses = dict(c.execute(sa.text("SELECT id, status FROM layer_versions")).all())

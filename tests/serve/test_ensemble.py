@@ -1,35 +1,77 @@
 import numpy as np
 
-from backend.inference.ensemble import discrepancy, draw_mask, run_ensemble
+from backend.inference.ensemble import discrepancy, run_ensemble
+from backend.inference.masks import MaskSchedule
+from backend.layers.quality import seam_index
+from model.config import MaskConfig
+
+MASKING = MaskConfig(region_min_cells=6, region_max_cells=14, region_fraction=0.5)
 
 
-def test_masks_are_seeded():
-    a = draw_mask("species_in_regions", (0, 1, 2), 5, (40, 50), 8, 0.5).dense((40, 50))
-    b = draw_mask("species_in_regions", (0, 1, 2), 5, (40, 50), 8, 0.5).dense((40, 50))
-    c = draw_mask("species_in_regions", (0, 1, 3), 5, (40, 50), 8, 0.5).dense((40, 50))
-    assert (a == b).all() and not (a == c).all() and a.any()
-
-
-def test_mean_and_std_over_the_evaluations_that_hid_the_cell():
+def test_weighted_mean_and_std_over_the_evaluations_that_hid_the_cell():
     shape, species = (30, 40), ("gold", "zinc", "lead")
     seen: list[tuple[np.ndarray, np.ndarray]] = []
     rng = np.random.default_rng(1)
 
-    def evaluate(hidden):
+    def evaluate(hidden, shift):
         prob = rng.random((3, *shape)).astype(np.float32)
         seen.append((hidden.copy(), prob))
         return prob
 
-    result = run_ensemble(evaluate, species, shape, n_masks=3, n_seeds=4, region_cells=8, fraction=0.5)
-    assert result.evaluations == len(seen) >= 12
+    schedule = MaskSchedule(shape, MASKING, rounds=4, seed=2)
+    result = run_ensemble(evaluate, species, schedule, taper=3)
+    assert result.evaluations == len(seen) == 8
     hid = np.stack([h for h, _ in seen])
+    assert (hid == hid[:, :1]).all(), "every species is hidden with the region"
+    weights = np.stack([schedule.round(r).weights(3) for r in range(4) for _ in range(2)])[:, None]
+    w = np.where(hid, weights, 0)
     probs = np.stack([p for _, p in seen])
-    count = hid.sum(0)
-    assert (result.count == count).all() and count.min() >= 1
-    mean = np.where(hid, probs, 0).sum(0) / count
-    var = np.where(hid, (probs - mean) ** 2, 0).sum(0) / count
+    assert (result.count == hid[:, 0].sum(0)).all() and (result.count == 4).all()
+    mean = (w * probs).sum(0) / w.sum(0)
+    var = (w * (probs - mean) ** 2).sum(0) / w.sum(0)
     np.testing.assert_allclose(result.mean, mean, atol=1e-5)
     np.testing.assert_allclose(result.std, np.sqrt(var), atol=1e-3)
+    assert not np.allclose(result.mean, np.where(hid, probs, 0).sum(0) / 4, atol=1e-3), "the taper weighs cells"
+
+
+def test_a_constant_model_gives_a_constant_map_and_one_evaluation_no_uncertainty():
+    shape = (50, 70)
+    result = run_ensemble(lambda h, shift: np.full((2, *shape), 0.3, np.float32), ("gold", "zinc"),
+                          MaskSchedule(shape, MASKING, rounds=3), taper=4)
+    np.testing.assert_allclose(result.mean, 0.3, rtol=1e-6)
+    np.testing.assert_allclose(result.std, 0, atol=1e-3)
+    once = run_ensemble(lambda h, shift: np.full((2, *shape), 0.3, np.float32), ("gold", "zinc"),
+                        MaskSchedule(shape, MASKING, rounds=1), taper=4)
+    assert (once.count == 1).all() and np.isnan(once.std).all() and np.isfinite(once.mean).all()
+
+
+def _box_mean(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean of ``a`` over the (2r + 1)² box around each cell (zero outside)."""
+    p = np.pad(a, r)
+    c = np.pad(p.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    k = 2 * r + 1
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / k ** 2
+
+
+def test_region_edges_do_not_show_in_the_tapered_mean():
+    """A model that reads the records beside a hidden cell prints the region edges; the taper removes them."""
+    shape = (256, 384)
+    rng = np.random.default_rng(0)
+    sites = (rng.random(shape) < 0.02).astype(np.float32)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    smooth = 0.3 + 0.1 * np.sin(yy / 40) * np.cos(xx / 55)
+
+    def evaluate(hidden, shift):
+        visible = sites * ~hidden[0]
+        return np.broadcast_to(smooth + 3 * _box_mean(visible, 3), (1, *shape)).astype(np.float32)
+
+    def index(rounds: int, taper: int) -> float:
+        schedule = MaskSchedule(shape, MaskConfig(region_min_cells=24, region_max_cells=64), rounds)
+        return seam_index(run_ensemble(evaluate, ("gold",), schedule, taper).mean[0])
+
+    assert seam_index(smooth) < 2.5
+    one_round, flat, tapered = index(1, 0), index(8, 0), index(8, 4)
+    assert one_round > 10 and flat > 4 >= tapered
 
 
 def test_discrepancy_only_inside_coverage_and_without_records():

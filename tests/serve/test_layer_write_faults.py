@@ -21,7 +21,7 @@ from .synthetic import FOOTHILLS
 def fault_env(serve_dirs, make_database, tmp_path):
     """Settings on a fresh database and layers folder, with one good version already published."""
     settings = make_settings(serve_dirs, make_database(), layers_dir=tmp_path / "layers",
-                             state_dir=tmp_path / "state", ensemble_masks=1, ensemble_seeds=1)
+                             state_dir=tmp_path / "state", ensemble_masks=1)
     engine = sa.create_engine(settings.database_url or "")
     first = reinference.run_reinference(settings, engine)
     yield settings, engine, first

@@ -10,10 +10,21 @@ import pytest
 from backend.inference.contract import load_model_card
 from backend.inference.cube_inputs import CubeSource
 from backend.inference.engine import InferenceEngine
-from backend.inference.ensemble import draw_mask, run_ensemble
+from backend.inference.ensemble import run_ensemble
+from backend.inference.masks import DEMO_CONFIG, MaskSchedule, draw_round
 from backend.inference.runner import MapEvaluator
+from model.config import load_config
 
 from .synthetic import small_grid, write_synthetic_cube, write_tiny_model
+
+MASKING = load_config(DEMO_CONFIG).masking
+
+
+def _mask(seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """A hide mask [2, H, W]: one evaluation's regions for both species, and gold hidden in a band as well."""
+    hidden = np.repeat(draw_round((seed,), shape, MASKING).region(0)[None], 2, axis=0)
+    hidden[0, : shape[0] // 3] = True
+    return hidden
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +44,7 @@ def test_whole_grid_pass_matches_sliding_windows(setup) -> None:
     assert not engine.on_gpu
     try:
         for seed in range(3):
-            mask = draw_mask("species_in_regions", (seed,), 2, arrays.shape, 24, 0.5).dense(arrays.shape)
+            mask = _mask(seed, arrays.shape)
             a, b = sliding(mask), whole(mask)
             assert b.shape == a.shape == (2, *arrays.shape)
             assert np.isfinite(b).all()
@@ -53,14 +64,15 @@ def test_ensemble_sums_do_not_depend_on_threads(setup) -> None:
     engine, arrays = setup
     evaluate = MapEvaluator(engine, arrays, whole=True)
     try:
-        one = run_ensemble(evaluate, engine.card.species, arrays.shape, 3, 2, region_cells=24, threads=1)
-        many = run_ensemble(evaluate, engine.card.species, arrays.shape, 3, 2, region_cells=24, threads=5)
+        schedule = MaskSchedule(arrays.shape, MASKING, rounds=3)
+        one = run_ensemble(evaluate, engine.card.species, schedule, threads=1)
+        many = run_ensemble(evaluate, engine.card.species, schedule, threads=5)
     finally:
         evaluate.close()
     assert np.array_equal(one.count, many.count)
     np.testing.assert_array_equal(one.mean, many.mean)
     np.testing.assert_array_equal(one.std, many.std)
-    assert one.count.min() >= 1 and (one.std >= 0).all() and ((one.mean >= 0) & (one.mean <= 1)).all()
+    assert one.count.min() == 3 and (one.std >= 0).all() and ((one.mean >= 0) & (one.mean <= 1)).all()
 
 
 def test_whole_pass_rejects_a_wrong_buffer(setup, tmp_path: Path) -> None:
@@ -83,7 +95,7 @@ def test_device_resident_pass_matches_the_plain_pass(setup) -> None:
     assert plain.resident is None and resident.resident is not None
     try:
         for seed in range(3):
-            mask = draw_mask("species_in_regions", (seed,), 2, arrays.shape, 24, 0.5).dense(arrays.shape)
+            mask = _mask(seed, arrays.shape)
             np.testing.assert_allclose(resident(mask), plain(mask), atol=1e-6)
     finally:
         plain.close()
@@ -105,7 +117,7 @@ def test_whole_pass_out_of_memory_falls_back_to_windows(setup, monkeypatch, capl
     from backend.inference.device_map import DeviceMapRunner
 
     engine, arrays = setup
-    mask = draw_mask("species_in_regions", (7,), 2, arrays.shape, 24, 0.5).dense(arrays.shape)
+    mask = _mask(7, arrays.shape)
     sliding = MapEvaluator(engine, arrays, window=32, overlap=8)
     expected = sliding(mask)
 

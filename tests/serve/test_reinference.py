@@ -18,7 +18,7 @@ def test_published_version_has_cogs_and_is_current(serve_settings, serve_engine,
     current = load_current(serve_engine, serve_settings.layers_dir)
     assert current is not None and current.id == published
     assert set(current.layers) == {f"{s}.{k}" for s in ("gold", "zinc")
-                                   for k in ("prospectivity", "uncertainty", "discrepancy")}
+                                   for k in ("prospectivity", "uncertainty", "discrepancy", "evaluations")}
     from rio_cogeo.cogeo import cog_validate
 
     for layer_id in current.layers:
@@ -32,6 +32,12 @@ def test_published_version_has_cogs_and_is_current(serve_settings, serve_engine,
     assert np.isfinite(disc[:, :-16]).mean() > 0.9
     with rasterio.open(current.path("zinc.prospectivity", native=True)) as src:
         assert np.isfinite(src.read(1)).all(), "prospectivity covers the whole (CONUS) grid"
+    with rasterio.open(current.path("gold.evaluations", native=True)) as src:
+        assert (src.read(1) == serve_settings.ensemble_masks).all(), "every cell hidden E times"
+    with rasterio.open(current.path("gold.uncertainty", native=True)) as src:
+        assert np.isfinite(src.read(1)).all() and (src.read(1) >= 0).all()
+    assert current.ensemble["evaluations"] == 2 * serve_settings.ensemble_masks
+    assert current.ensemble["min_hidden"] == serve_settings.ensemble_masks
     assert not list(serve_settings.layers_dir.glob(".staging-*"))
 
 
