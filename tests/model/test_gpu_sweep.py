@@ -48,6 +48,6 @@ def test_bad_job_specs_are_refused(tmp_path, tiny_raw):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_raw))
     bad = _sweep("--out", str(tmp_path / "r"), f"{path}:unet")
-    assert bad.returncode != 0 and "is not CONFIG:ARCH[,ARCH]:SEED[,SEED]" in bad.stderr
+    assert bad.returncode != 0 and "is neither CONFIG:ARCH[,ARCH]:SEED[,SEED] nor protocol:CONFIG:UNIT" in bad.stderr
     unknown = _sweep("--out", str(tmp_path / "r"), f"{path}:resnet:0")
     assert unknown.returncode != 0 and "'resnet' is not a model of" in unknown.stderr
