@@ -112,13 +112,13 @@ class Settings(BaseSettings):
     infer_context_cells: int = Field(default=32, ge=0, description="Context read around an /api/infer box.")
     infer_layers_kept: int = Field(default=64, ge=1, description="Temporary /api/infer layers kept for tiles.")
     infer_concurrency: int = Field(default=1, ge=1, description="/api/infer requests run at once.")
-    infer_queue: int = Field(default=2, ge=0, description="/api/infer requests waiting; beyond: 503 + Retry-After.")
+    infer_queue: int = Field(default=2, ge=0, description="/api/infer requests waiting; beyond: 429 + Retry-After.")
     heavy_concurrency: int = Field(default=2, ge=1, description=(
         "Box statistics and downloads (/api/prospectivity, tile statistics) run at once."))
-    heavy_queue: int = Field(default=4, ge=0, description="Of those, requests waiting; beyond: 503 + Retry-After.")
+    heavy_queue: int = Field(default=4, ge=0, description="Of those, requests waiting; beyond: 429 + Retry-After.")
     tile_concurrency: int = Field(default=8, ge=1, description="Uncached tile renders at once.")
-    tile_queue: int = Field(default=64, ge=0, description="Tile renders waiting; beyond: 503 + Retry-After.")
-    pool_wait_s: float = Field(default=30.0, gt=0, description="Longest wait for a slot before a 503.")
+    tile_queue: int = Field(default=64, ge=0, description="Tile renders waiting; beyond: 429 + Retry-After.")
+    pool_wait_s: float = Field(default=30.0, gt=0, description="Longest wait for a slot before a 429.")
     prospectivity_max_cells: int = Field(default=4_000_000, ge=1,
                                          description="Largest box /api/prospectivity reads, in cells.")
 

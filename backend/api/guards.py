@@ -229,10 +229,11 @@ class Pool:
 
 
 class LoadLimiter:
-    """Heavy routes run through bounded pools; when a pool and its queue are full the answer is 503 at once.
+    """Heavy routes run through bounded pools; when a pool and its queue are full the answer is 429 at once.
 
     ``pools`` maps a pool to a predicate on (method, path). A request waits at most ``wait_s`` for a slot
-    (then 503); every 503 carries ``Retry-After``.
+    (then 429); every 429 carries ``Retry-After``. Shed load is a 429, not a 5xx: the server is sound, the
+    client is asked to come back later.
     """
 
     def __init__(self, app: ASGIApp, pools: list[tuple[Pool, Callable[[str, str], bool]]]) -> None:
@@ -271,6 +272,6 @@ class LoadLimiter:
     @staticmethod
     async def _busy(send: Send, pool: Pool) -> None:
         pool.refused += 1
-        await send_json(send, 503, {"detail": f"the server is busy with {pool.name} requests ({pool.concurrency} at "
+        await send_json(send, 429, {"detail": f"the server is busy with {pool.name} requests ({pool.concurrency} at "
                                               f"once, {pool.queue} waiting); retry after {pool.retry_after_s} s"},
                         headers=[(b"retry-after", str(pool.retry_after_s).encode())])

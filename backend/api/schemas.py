@@ -48,7 +48,9 @@ PROBLEM_MEANINGS: dict[int, str] = {
     413: "The request body is larger than M3_MAX_BODY_BYTES, or the box covers more cells than allowed.",
     422: "A parameter is invalid (out of range, unknown, malformed, or given more than once); the detail says "
          "what is allowed.",
-    503: "The database, model or cube is unavailable, or the server is busy (Retry-After says when to retry).",
+    429: "The server is busy with requests of this kind (its pool and queue are full); Retry-After says when "
+         "to retry.",
+    503: "The database, model or cube is unavailable.",
 }
 
 

@@ -174,7 +174,7 @@ def test_prospectivity_box_covers_the_same_cells_as_infer(serve_client):
 
 
 # -- row 4: heavy routes run through a bounded pool ------------------------------------------------------------
-def test_full_pool_answers_503_with_retry_after():
+def test_full_pool_answers_429_with_retry_after():
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
@@ -197,8 +197,8 @@ def test_full_pool_answers_503_with_retry_after():
     with ThreadPoolExecutor(1) as executor:
         responses = executor.submit(asyncio.run, run()).result()
     codes = sorted(r.status_code for r in responses[:3])
-    assert codes == [200, 200, 503] and responses[3].status_code == 200
-    busy = next(r for r in responses if r.status_code == 503)
+    assert codes == [200, 200, 429] and responses[3].status_code == 200
+    busy = next(r for r in responses if r.status_code == 429)
     assert busy.headers["retry-after"] == "10" and "busy" in busy.json()["detail"]
 
 

@@ -32,7 +32,7 @@ from backend.inference.infill import InfillRequest, run_infill
 from backend.layers.catalog import TemporaryLayer
 from backend.layers.cog import read_geographic_bounds, write_layer
 
-router = APIRouter(prefix="/api", tags=["infer"], responses=problems(413, 503))
+router = APIRouter(prefix="/api", tags=["infer"], responses=problems(413, 429, 503))
 
 Box = tuple[float, float, float, float]
 

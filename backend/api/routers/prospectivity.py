@@ -21,7 +21,7 @@ from backend.api.serving import ServingDep
 from backend.layers.catalog import LayerNotFound, LayerVersion
 from backend.layers.cog import LAYER_KINDS
 
-router = APIRouter(prefix="/api", tags=["prospectivity"], responses=problems(404, 413, 503))
+router = APIRouter(prefix="/api", tags=["prospectivity"], responses=problems(404, 413, 429, 503))
 
 #: The media type of the GeoTIFF download.
 GEOTIFF = "image/tiff; application=geotiff"

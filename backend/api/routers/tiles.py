@@ -275,7 +275,7 @@ def build_tiles_router() -> APIRouter:
     factory = TilerFactory(
         reader=LayerReader,
         router=APIRouter(dependencies=[Depends(check_tile_query), Depends(check_feature_body)],
-                         responses=problems(404, 503)),
+                         responses=problems(404, 429, 503)),
         router_prefix="/tiles/{layer_id}",
         path_dependency=layer_path,
         colormap_dependency=layer_colormap,
