@@ -45,7 +45,7 @@ LAYERS_STAMP := layers/.demo-$(shell sha256sum runs/demo/model.onnx 2>/dev/null 
 layers: $(LAYERS_STAMP)
 
 $(LAYERS_STAMP): cube
-	$(M3) infer --masks 3 --seeds 1 --no-progress
+	$(M3) infer --masks 8 --no-progress
 	mkdir -p layers && touch $(LAYERS_STAMP)
 
 frontend: frontend/node_modules/.package-lock.json
