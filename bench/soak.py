@@ -7,12 +7,16 @@ settings (the demo's database, cube, model and layers). Only 127.0.0.1 is ever c
 
 Each client loops, with 50 to 200 ms of think time, over a mix of the page's requests (health, sites,
 species, layers, clusters, tiles at zoom 5 to 9, box statistics, bad inputs that must get a 4xx); one
-client also runs a small /api/infer every 20 s. The mix keeps each pool within its bound (one
-inference client, at most four statistics clients), so a 503 is a failure, not shed load.
+client also runs a small /api/infer every 20 s. Beside the clients, a worst-case round runs two seconds in
+and then every minute: eight 1024-pixel .npy tiles that differ only in an ignored parameter (the tile
+cache must key on normalised parameters and bound its bytes), a 2048 x 2048 statistics request, four large
+/api/infer boxes at once with the largest ensemble (the inference pool runs one and sheds the rest with 429),
+an 8.7 MB body of bad hidden regions (413), and requests over each size limit (422).
 Pass criteria (exit status 1 otherwise):
 
 * no 5xx response and no connection error;
-* RSS at the end within 300 MB of RSS after the first minute (the first tenth of a shorter run);
+* RSS at the end within 300 MB of RSS after the first minute (the first tenth of a shorter run) and after
+  the first worst-case round;
 * /healthz p99 below 250 ms.
 """
 
@@ -28,6 +32,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,6 +53,15 @@ BAD = (
     "/api/prospectivity?bbox=10,10,11,11",
 )
 MB = 2**20
+#: The worst requests of a round (method, path, json body, allowed statuses).
+WORST_TILES = [f"/tiles/gold.prospectivity/tiles/WebMercatorQuad/7/20/48.npy?tilesize=1024&n={i}" for i in range(8)]
+WORST_INFER = {"bbox": "-119,36,-111.5,42", "ensemble": 16}
+WORST_BODY = {"bbox": "-121,39,-120.8,39.2", "hide_regions": ["1,2,3,4"] * 30000}
+OVER_LIMITS = (
+    "/tiles/gold.prospectivity/tiles/WebMercatorQuad/7/20/48.npy?tilesize=2048",
+    "/tiles/gold.prospectivity/statistics?histogram_bins=1000000",
+    "/tiles/gold.prospectivity/statistics?max_size=100000",
+)
 
 
 def rss_bytes(pid: int) -> int:
@@ -108,6 +122,32 @@ def next_request(client_id: int, rng: random.Random, last_infer: list[float]) ->
     return "GET", _tile(rng), None
 
 
+def worst_round(http: httpx.Client, record: Callable[[str, str, httpx.Response | None, float, bool], None]) -> None:
+    """One round of the worst requests (rows 2 to 4 and 6 of the hardening review) through ``record``."""
+    for path in WORST_TILES:
+        _timed(http, "GET", path, None, record, expect_4xx=False)
+    _timed(http, "GET", "/tiles/gold.prospectivity/statistics?width=2048&height=2048", None, record, False)
+    for path in OVER_LIMITS:
+        _timed(http, "GET", path, None, record, expect_4xx=True)
+    burst = [threading.Thread(target=_timed, args=(http, "POST", "/api/infer", WORST_INFER, record, False))
+             for _ in range(4)]
+    for t in burst:
+        t.start()
+    _timed(http, "POST", "/api/infer", WORST_BODY, record, expect_4xx=True)
+    for t in burst:
+        t.join()
+
+
+def _timed(http: httpx.Client, method: str, path: str, body: dict | None,
+           record: Callable[[str, str, httpx.Response | None, float, bool], None], expect_4xx: bool) -> None:
+    t0 = time.perf_counter()
+    try:
+        r: httpx.Response | None = http.request(method, path, json=body)
+    except httpx.HTTPError:
+        r = None
+    record(method, path, r, time.perf_counter() - t0, expect_4xx)
+
+
 def soak(base: str, pid: int, seconds: float, clients: int, seed: int = 0, quiet: bool = False) -> dict:
     """Run the soak against ``base`` (127.0.0.1 only) and return the summary with ``passed``."""
     if urlsplit(base).hostname != "127.0.0.1":
@@ -121,6 +161,28 @@ def soak(base: str, pid: int, seconds: float, clients: int, seed: int = 0, quiet
     lock = threading.Lock()
     rss: list[tuple[float, int]] = []
     rss_warm: list[int] = []
+
+    worst_rounds = [0]
+
+    def record(method: str, path: str, r: httpx.Response | None, dt: float, expect_4xx: bool) -> None:
+        code = str(r.status_code) if r is not None else "error"
+        with lock:
+            statuses[code] += 1
+            latencies["worst " + path.split("?")[0]].append(dt)
+            if r is None or r.status_code >= 500:
+                server_errors.append(f"{method} {path[:120]} -> {code} {r.text[:200] if r is not None else ''}")
+            elif expect_4xx and r.status_code < 400:
+                bad_ok.append(f"{method} {path[:120]} -> {code}")
+
+    def worst() -> None:
+        next_at = time.monotonic() + min(2.0, seconds / 10)
+        with httpx.Client(base_url=base, timeout=300) as http:
+            while time.monotonic() < stop:
+                if time.monotonic() >= next_at:
+                    worst_round(http, record)
+                    worst_rounds[0] += 1
+                    next_at += 60.0
+                time.sleep(0.5)
 
     def client(i: int) -> None:
         rng = random.Random(seed * 1000 + i)
@@ -146,13 +208,14 @@ def soak(base: str, pid: int, seconds: float, clients: int, seed: int = 0, quiet
                         bad_ok.append(f"{method} {path} -> {code}")
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    threads.append(threading.Thread(target=worst, daemon=True))
     for t in threads:
         t.start()
     start = time.monotonic()
     while any(t.is_alive() for t in threads):
         now = time.monotonic()
         rss.append((now - start, rss_bytes(pid)))
-        if not rss_warm and now >= warm_at:
+        if not rss_warm and now >= warm_at and worst_rounds[0] >= 1:  # after the first worst round too
             rss_warm.append(rss[-1][1])
             if not quiet:
                 print(f"  RSS after warm-up: {rss_warm[0] / MB:.0f} MB", flush=True)
@@ -162,7 +225,8 @@ def soak(base: str, pid: int, seconds: float, clients: int, seed: int = 0, quiet
     health = sorted(latencies.get("/healthz", [0.0]))
     p99 = health[min(len(health) - 1, int(0.99 * len(health)))]
     summary = {
-        "seconds": seconds, "clients": clients, "requests": sum(statuses.values()), "statuses": dict(statuses),
+        "seconds": seconds, "clients": clients, "worst_rounds": worst_rounds[0],
+        "requests": sum(statuses.values()), "statuses": dict(statuses),
         "server_errors": server_errors[:20], "bad_input_not_4xx": bad_ok[:20],
         "rss_start_mb": round(rss[0][1] / MB), "rss_warm_mb": round(warm / MB), "rss_end_mb": round(end_rss / MB),
         "rss_max_mb": round(max(r for _, r in rss) / MB), "healthz_p99_ms": round(p99 * 1000, 1),

@@ -31,6 +31,7 @@ from backend.api.serving import Serving, ServingDep
 from backend.inference.infill import InfillRequest, run_infill
 from backend.layers.catalog import TemporaryLayer
 from backend.layers.cog import read_geographic_bounds, write_layer
+from backend.memory import release_freed_memory
 
 router = APIRouter(prefix="/api", tags=["infer"], responses=problems(413, 429, 503))
 
@@ -132,9 +133,12 @@ def create_infer(request: Request, serving: ServingDep,
     if body.render is not None and len(drawn) != 1:
         raise BadQuery("render", f"render names one species of: {', '.join(species)}")
     render = drawn[0] if drawn else (hide[0] if hide else report[0])
-    result = run_infill(serving.model, serving.cube, InfillRequest(
-        window=window, hide_species=tuple(hide), hide_windows=regions, ensemble=body.ensemble, seed=body.seed,
-        context=settings.infer_context_cells), settings.window_size, settings.window_overlap)
+    try:
+        result = run_infill(serving.model, serving.cube, InfillRequest(
+            window=window, hide_species=tuple(hide), hide_windows=regions, ensemble=body.ensemble, seed=body.seed,
+            context=settings.infer_context_cells), settings.window_size, settings.window_overlap)
+    finally:
+        release_freed_memory()  # the run's temporaries are freed: give their pages back after a large box
     grid = serving.cube.grid
     transform = grid.window_transform(window)
     cell_km2 = grid.cell * grid.cell / 1e6
