@@ -1,8 +1,8 @@
 """Give freed heap memory back to the operating system after large, short-lived allocations.
 
 An ``/api/infer`` over a large box allocates hundreds of megabytes of numpy arrays in a worker thread. When
-they are freed, glibc keeps the pages in that thread's malloc arena, so the process's resident size stays at
-its peak after the burst. ``malloc_trim(0)`` returns the free pages of every arena. On a C library without
+they are freed, glibc can keep the pages in that thread's malloc arena, so the process's resident size stays
+near its peak after the burst. ``malloc_trim(0)`` returns the free pages of every arena. On a C library without
 it (musl, macOS) this does nothing.
 """
 
@@ -20,7 +20,7 @@ def _libc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(name) if name else None
     except OSError:
         return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 def release_freed_memory() -> bool:

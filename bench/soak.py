@@ -53,7 +53,7 @@ BAD = (
     "/api/prospectivity?bbox=10,10,11,11",
 )
 MB = 2**20
-#: The worst requests of a round (method, path, json body, allowed statuses).
+#: The worst requests of a round (rows 2 to 4 and 6 of the hardening review).
 WORST_TILES = [f"/tiles/gold.prospectivity/tiles/WebMercatorQuad/7/20/48.npy?tilesize=1024&n={i}" for i in range(8)]
 WORST_INFER = {"bbox": "-119,36,-111.5,42", "ensemble": 16}
 WORST_BODY = {"bbox": "-121,39,-120.8,39.2", "hide_regions": ["1,2,3,4"] * 30000}
@@ -122,7 +122,7 @@ def next_request(client_id: int, rng: random.Random, last_infer: list[float]) ->
     return "GET", _tile(rng), None
 
 
-def worst_round(http: httpx.Client, record: Callable[[str, str, httpx.Response | None, float, bool], None]) -> None:
+def worst_round(http: httpx.Client, record: Recorder) -> None:
     """One round of the worst requests (rows 2 to 4 and 6 of the hardening review) through ``record``."""
     for path in WORST_TILES:
         _timed(http, "GET", path, None, record, expect_4xx=False)
@@ -138,14 +138,18 @@ def worst_round(http: httpx.Client, record: Callable[[str, str, httpx.Response |
         t.join()
 
 
-def _timed(http: httpx.Client, method: str, path: str, body: dict | None,
-           record: Callable[[str, str, httpx.Response | None, float, bool], None], expect_4xx: bool) -> None:
+Recorder = Callable[[str, str, "httpx.Response | None", float, bool, str], None]
+
+
+def _timed(http: httpx.Client, method: str, path: str, body: dict | None, record: Recorder, expect_4xx: bool,
+           name: str | None = None) -> None:
+    """Send one request and pass its answer (None for a connection error) and latency to ``record``."""
     t0 = time.perf_counter()
     try:
         r: httpx.Response | None = http.request(method, path, json=body)
     except httpx.HTTPError:
         r = None
-    record(method, path, r, time.perf_counter() - t0, expect_4xx)
+    record(method, path, r, time.perf_counter() - t0, expect_4xx, name or "worst " + path.split("?")[0])
 
 
 def soak(base: str, pid: int, seconds: float, clients: int, seed: int = 0, quiet: bool = False) -> dict:
@@ -164,11 +168,11 @@ def soak(base: str, pid: int, seconds: float, clients: int, seed: int = 0, quiet
 
     worst_rounds = [0]
 
-    def record(method: str, path: str, r: httpx.Response | None, dt: float, expect_4xx: bool) -> None:
+    def record(method: str, path: str, r: httpx.Response | None, dt: float, expect_4xx: bool, name: str) -> None:
         code = str(r.status_code) if r is not None else "error"
         with lock:
             statuses[code] += 1
-            latencies["worst " + path.split("?")[0]].append(dt)
+            latencies[name].append(dt)
             if r is None or r.status_code >= 500:
                 server_errors.append(f"{method} {path[:120]} -> {code} {r.text[:200] if r is not None else ''}")
             elif expect_4xx and r.status_code < 400:
@@ -190,22 +194,9 @@ def soak(base: str, pid: int, seconds: float, clients: int, seed: int = 0, quiet
         with httpx.Client(base_url=base, timeout=120) as http:
             while time.monotonic() < stop:
                 method, path, body = next_request(i, rng, last_infer)
-                t0 = time.perf_counter()
-                try:
-                    r = http.request(method, path, json=body)
-                    code = str(r.status_code)
-                except httpx.HTTPError as exc:
-                    code, r = f"error {exc.__class__.__name__}", None
-                dt = time.perf_counter() - t0
-                time.sleep(rng.uniform(0.05, 0.2))  # a user's think time between requests
                 name = path.split("?")[0] if not path.startswith("/tiles/") else "/tiles/..."
-                with lock:
-                    statuses[code] += 1
-                    latencies[name].append(dt)
-                    if r is None or r.status_code >= 500:
-                        server_errors.append(f"{method} {path} -> {code} {r.text[:200] if r is not None else ''}")
-                    elif path in BAD and r.status_code < 400:
-                        bad_ok.append(f"{method} {path} -> {code}")
+                _timed(http, method, path, body, record, path in BAD, name)
+                time.sleep(rng.uniform(0.05, 0.2))  # a user's think time between requests
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     threads.append(threading.Thread(target=worst, daemon=True))
