@@ -274,20 +274,25 @@ def clusters_cmd(
     top: Annotated[int, typer.Option(help="How many clusters.")] = 5,
     species: Annotated[str | None, typer.Option(help="Only this species.")] = None,
 ) -> None:
-    """Print the top flagged clusters of the served layers as a Markdown table, with the sites they overlap."""
+    """Print the top flagged clusters of the served layers as a Markdown table (see `GET /api/clusters`)."""
     from backend.layers.clusters import top_clusters
 
     rows = top_clusters(_engine(), top, species)
     if not rows:
         _fail("no flagged clusters: publish layers first with `m3 infer`")
-    typer.echo("| species | place | mean / max score | area km2 | known sites inside or near |")
-    typer.echo("| --- | --- | --- | --- | --- |")
+    typer.echo("| species (rank) | place | score | mean / max probability | area km2 | nearest known site of the "
+               "species | known sites inside |")
+    typer.echo("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        named = "; ".join(f"{s['name'] or s['id']} ({', '.join(s['species'][:3])}, {s['distance_m']:.0f} m)"
-                          for s in r["sites"][:3])
+        near = r["nearest_site"]
+        nearest = (f"{near['name'] or near['id']} ({r['nearest_distance_m'] / 1000:.1f} km)" if near
+                   else "none known")
+        inside = "; ".join(f"{s['name'] or s['id']} ({', '.join((s['commodities'] or s['species'])[:3])})"
+                           for s in r["sites"][:3])
         more = f" and {r['n_sites'] - 3} more" if r["n_sites"] > 3 else ""
-        typer.echo(f"| {r['species']} | {r['state']} ({r['lon']:.3f}, {r['lat']:.3f}) | {r['mean_score']:.2f} / "
-                   f"{r['max_score']:.2f} | {r['area_km2']:.0f} | {named or 'none'}{more} |")
+        typer.echo(f"| {r['species']} ({r['rank']}) | {r['state']} ({r['lon']:.3f}, {r['lat']:.3f}) | "
+                   f"{r['score']:.2f} | {r['mean_score']:.2f} / {r['max_score']:.2f} | {r['area_km2']:.0f} | "
+                   f"{nearest} | {inside or 'none'}{more} |")
 
 
 # -- serving ----------------------------------------------------------------------------------------

@@ -99,12 +99,14 @@ class Settings(BaseSettings):
     tile_cache_entries: int = Field(default=4096, ge=0, description="Most rendered tiles kept in memory (0: none).")
     tile_cache_mb: float = Field(default=64.0, ge=0,
                                  description="Bytes of rendered tiles kept in memory, in MB (0: no cache).")
-    cluster_threshold: float = Field(default=0.7, gt=0, lt=1,
-                                     description="Discrepancy above which a cell is flagged.")
+    cluster_top_share: float = Field(default=0.01, gt=0, lt=1, description=(
+        "Share of each species' eligible cells (inside coverage, far from its known records) that is flagged: "
+        "those with the highest ensemble-mean probability."))
     cluster_min_cells: int = Field(default=4, ge=1, description="Smallest flagged cluster, in cells.")
-    cluster_site_distance_m: float = Field(default=2000.0, ge=0,
-                                           description="Known sites this close to a cluster are listed with it.")
-    cluster_max_per_species: int = Field(default=200, ge=1, description="Clusters kept per species (by score).")
+    cluster_site_distance_m: float = Field(default=2000.0, ge=0, description=(
+        "A flagged cell lies at least this far (metres) from every known record of its species."))
+    cluster_max_per_species: int = Field(default=200, ge=1,
+                                         description="Clusters kept per species (by mean score x log size).")
 
     # -- on-request inference ----------------------------------------------------------------------
     infer_max_cells: int = Field(default=250_000, ge=1, description="Largest box /api/infer accepts, in cells.")

@@ -181,9 +181,7 @@ def demo_layers(full_db_url, full_engine, tmp_path_factory) -> dict[str, str]:
         pytest.fail(f"the demo model is missing from {DEMO_MODEL}")
     root = tmp_path_factory.mktemp("page")
     settings = Settings(database_url=full_db_url, cube_dir=root / "cube", layers_dir=root / "layers",
-                        model_dir=DEMO_MODEL, ensemble_masks=1,
-                        # one mask round averages less than the demo's eight, so flag from 0.5
-                        cluster_threshold=0.5)
+                        model_dir=DEMO_MODEL, ensemble_masks=1)
     build_cube(settings, full_engine, settings.cube_dir, progress=False, quicklooks=False)
     run_reinference(settings, full_engine)
     return {"M3_CUBE_DIR": str(settings.cube_dir), "M3_LAYERS_DIR": str(settings.layers_dir),

@@ -182,25 +182,38 @@ class LayersPublic(BaseModel):
 
 
 class ClusterSite(BaseModel):
-    """A known site in or near a flagged cluster."""
+    """A known site (of any commodity) inside a flagged cluster."""
 
     id: int
     name: str | None
-    species: list[str]
-    distance_m: float = Field(description="Distance to the cluster in metres (0 inside it)")
+    species: list[str] = Field(description="The modelled species the site records")
+    commodities: list[str] = Field(description="Every commodity the site records (sand_and_gravel, clay, ...)")
+
+
+class NearestSite(BaseModel):
+    """The known site of the cluster's species nearest to it."""
+
+    id: int
+    name: str | None
+    source: str
+    lon: float
+    lat: float
 
 
 class ClusterProperties(BaseModel):
-    """Scores, size and known sites of a flagged cluster."""
+    """Scores, size, the nearest known site of the species and the known sites inside a flagged cluster."""
 
     species: str
-    rank: int = Field(description="1 = highest mean score of its species in its version")
-    mean_score: float
+    rank: int = Field(description="1 = highest score of its species in its version")
+    score: float = Field(description="mean_score x ln(1 + n_cells) x ln(1 + km to nearest_site, capped at 50)")
+    mean_score: float = Field(description="Mean ensemble probability of the species over the cluster's cells")
     max_score: float
     n_cells: int
     area_km2: float
-    n_sites: int = Field(description="Known sites in or near the cluster (the first ones are listed)")
+    n_sites: int = Field(description="Known sites of any commodity inside the cluster (the first 50 are listed)")
     sites: list[ClusterSite]
+    nearest_site: NearestSite | None = Field(description="Nearest known site of the species (null: none known)")
+    nearest_distance_m: float | None = Field(description="Distance from the cluster to nearest_site, in metres")
     label_point: list[float] = Field(min_length=2, max_length=2, description="A lon/lat point inside the cluster")
     layer_version: int
 

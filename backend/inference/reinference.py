@@ -25,7 +25,7 @@ from backend.layers.catalog import (
     publish_version,
     version_folder,
 )
-from backend.layers.clusters import find_clusters, store_clusters
+from backend.layers.clusters import Cluster, far_from_records, find_clusters, flag_threshold, store_clusters
 from backend.layers.cog import LAYER_KINDS, layer_stats, write_layer
 from backend.settings import Settings
 
@@ -88,11 +88,7 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         staging.mkdir(parents=True)
         infos = _write_layers(staging, cube, arrays.labels, arrays.coverage, arrays.conus, result, report)
         report(0.95, "finding clusters")
-        found = []
-        for i, sp in enumerate(result.species):
-            disc = discrepancy(result.mean[i:i + 1], arrays.labels[[cube.species.index(sp)]], arrays.coverage)[0]
-            found += find_clusters(disc, cube.grid, sp, settings.cluster_threshold, settings.cluster_min_cells,
-                                   settings.cluster_max_per_species)
+        found, thresholds = _flag_clusters(settings, cube, arrays.labels, arrays.coverage, result)
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
@@ -101,9 +97,11 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
                     "min_hidden": int(result.count[arrays.conus].min()), "taper_cells": settings.ensemble_taper_cells,
                     "regions": {"min_cells": masking.region_min_cells, "max_cells": masking.region_max_cells,
                                 "fraction": masking.region_fraction},
-                    "seconds": round(seconds, 2), "provider": model.provider}
+                    "seconds": round(seconds, 2), "provider": model.provider,
+                    "clusters": {"top_share": settings.cluster_top_share, "min_cells": settings.cluster_min_cells,
+                                 "site_distance_m": settings.cluster_site_distance_m, "thresholds": thresholds}}
         with engine.begin() as conn:
-            store_clusters(conn, version, found, settings.cluster_site_distance_m)
+            store_clusters(conn, version, found)
             publish_version(conn, version, infos, ensemble)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -113,6 +111,23 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
     report(1.0, f"published layer version {version}")
     prune_versions(engine, settings.layers_dir, settings.layers_keep)
     return version
+
+
+def _flag_clusters(settings: Settings, cube: CubeSource, labels: np.ndarray, coverage: np.ndarray,
+                   result: EnsembleResult) -> tuple[list[Cluster], dict[str, float | None]]:
+    """Each species' clusters (top share of its eligible cells) and the probability threshold that gave them."""
+    found: list[Cluster] = []
+    thresholds: dict[str, float | None] = {}
+    for i, sp in enumerate(result.species):
+        known = labels[cube.species.index(sp)]
+        disc = discrepancy(result.mean[i:i + 1], known[None], coverage)[0]
+        eligible = far_from_records(known, cube.grid.cell, settings.cluster_site_distance_m)
+        threshold = flag_threshold(disc, eligible, settings.cluster_top_share)
+        thresholds[sp] = None if threshold is None else round(threshold, 6)
+        if threshold is not None:
+            found += find_clusters(disc, cube.grid, sp, eligible=eligible, threshold=threshold,
+                                   min_cells=settings.cluster_min_cells, limit=settings.cluster_max_per_species)
+    return found, thresholds
 
 
 def _write_layers(folder: Path, cube: CubeSource, labels: np.ndarray, coverage: np.ndarray, conus: np.ndarray,

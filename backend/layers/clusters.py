@@ -1,4 +1,11 @@
-"""Flagged clusters: connected regions of high discrepancy, polygonised and stored with the sites near them."""
+"""Flagged clusters: where the model expects a species that no record within a set distance shows.
+
+A cell is flagged for a species when it is far from every known record of that species (every point of the
+cell at least ``distance_m`` from every point of every cell that holds one), lies inside survey coverage, and
+its ensemble-mean probability is in the top ``top_share`` of such cells for that species. Connected flagged
+cells form a cluster. Clusters are stored with the nearest known site of their species (and its distance) and
+with the known sites of any commodity inside them, and ranked by probability, size and distance to known ground.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +24,13 @@ log = logging.getLogger(__name__)
 
 #: Known sites listed per cluster (n_sites counts them all).
 SITES_LISTED = 50
+#: Distances to the nearest known site of the species count in the ranking up to this many km.
+NOVELTY_CAP_KM = 50.0
 
 
 @dataclass(frozen=True)
 class Cluster:
-    """A connected region of discrepancy above the threshold, in lon/lat."""
+    """A connected region of flagged cells, in lon/lat."""
 
     species: str
     mean_score: float
@@ -31,22 +40,49 @@ class Cluster:
     geometry: shapely.MultiPolygon
 
 
-def find_clusters(discrepancy: np.ndarray, grid: Grid, species: str, threshold: float, min_cells: int,
-                  limit: int) -> list[Cluster]:
-    """Connected (8-neighbour) regions of ``discrepancy > threshold`` with at least ``min_cells`` cells.
+def far_from_records(labels: np.ndarray, cell_m: float, distance_m: float) -> np.ndarray:
+    """Cells every point of which lies at least ``distance_m`` from every point of every cell with a record.
 
-    The ``limit`` regions with the highest mean score are polygonised on the grid and reprojected to lon/lat.
+    A record can sit anywhere in its cell, so the test uses the smallest gap between two cells: cells offset by
+    (di, dj) are ``cell_m * hypot(max(|di| - 1, 0), max(|dj| - 1, 0))`` apart. Cells holding a record are never
+    far from one.
     """
-    flagged = np.nan_to_num(discrepancy, nan=0.0) > threshold
+    present = labels > 0
+    if distance_m <= 0:
+        return ~present
+    reach = int(np.ceil(distance_m / cell_m)) + 1
+    offsets = np.arange(-reach, reach + 1)
+    di, dj = np.meshgrid(offsets, offsets, indexing="ij")
+    gap = cell_m * np.hypot(np.maximum(np.abs(di) - 1, 0), np.maximum(np.abs(dj) - 1, 0))
+    return ~ndimage.binary_dilation(present, structure=gap < distance_m)
+
+
+def flag_threshold(discrepancy: np.ndarray, eligible: np.ndarray, top_share: float) -> float | None:
+    """The probability above which the top ``top_share`` of eligible, finite cells lie (None if there are none)."""
+    values = discrepancy[eligible & np.isfinite(discrepancy)]
+    if values.size == 0:
+        return None
+    return float(np.quantile(values, 1.0 - top_share))
+
+
+def find_clusters(discrepancy: np.ndarray, grid: Grid, species: str, *, eligible: np.ndarray, threshold: float,
+                  min_cells: int, limit: int) -> list[Cluster]:
+    """Connected (8-neighbour) regions of eligible cells with ``discrepancy >= threshold``, of ``min_cells`` or more.
+
+    The ``limit`` regions with the most evidence (mean score x log size) are polygonised on the grid and
+    reprojected to lon/lat.
+    """
+    values = np.nan_to_num(discrepancy, nan=0.0)
+    flagged = eligible & np.isfinite(discrepancy) & (values >= threshold) & (values > 0)
     labels, n = ndimage.label(flagged, structure=np.ones((3, 3), dtype=bool))
     if n == 0:
         return []
     index = np.arange(1, n + 1)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    values = np.nan_to_num(discrepancy, nan=0.0)
     means = np.asarray(ndimage.mean(values, labels, index))
     maxes = np.asarray(ndimage.maximum(values, labels, index))
-    keep = [int(i) for i in np.argsort(-means) if sizes[i] >= min_cells][:limit]
+    evidence = means * np.log1p(sizes)
+    keep = [int(i) for i in np.argsort(-evidence, kind="stable") if sizes[i] >= min_cells][:limit]
     if not keep:
         return []
     wanted = np.zeros(n + 1, dtype=bool)
@@ -68,70 +104,91 @@ def find_clusters(discrepancy: np.ndarray, grid: Grid, species: str, threshold: 
 
 INSERT_SQL = sa.text("""
 INSERT INTO clusters (layer_version, species, rank, mean_score, max_score, n_cells, area_km2, geom)
-VALUES (:version, :species, :rank, :mean, :max, :n_cells, :area,
-        ST_Multi(ST_MakeValid(ST_GeomFromText(:wkt, 4326))))
+VALUES (:version, :species, 0, :mean, :max, :n_cells, :area, ST_Multi(ST_MakeValid(ST_GeomFromText(:wkt, 4326))))
 """)
 
-SITES_SQL = sa.text("""
+#: Known sites of any commodity inside each cluster of a version (subdivided pieces keep the index probes small).
+INSIDE_SQL = sa.text("""
 WITH pieces AS MATERIALIZED (
-  SELECT id, ST_Subdivide(ST_Transform(geom, 5070), 64) AS g
-  FROM clusters WHERE layer_version = :version
-), near AS (
-  SELECT p.id AS cluster_id, s.id, s.name, s.species, round(min(ST_Distance(ST_Transform(s.geom, 5070), p.g)))
-         AS distance_m
-  FROM pieces p
-  JOIN sites s ON s.geom && ST_Transform(ST_Expand(p.g, :distance), 4326)
-              AND ST_DWithin(ST_Transform(s.geom, 5070), p.g, :distance)
-  GROUP BY p.id, s.id, s.name, s.species
+  SELECT id, ST_Subdivide(geom, 64) AS g FROM clusters WHERE layer_version = :version
+), inside AS (
+  SELECT DISTINCT p.id AS cluster_id, s.id, s.name, s.species, s.commodities
+  FROM pieces p JOIN sites s ON s.geom && p.g AND ST_Intersects(s.geom, p.g)
 ), ranked AS (
-  SELECT near.*, row_number() OVER (PARTITION BY cluster_id ORDER BY distance_m, id) AS k,
+  SELECT inside.*, row_number() OVER (PARTITION BY cluster_id ORDER BY id) AS k,
          count(*) OVER (PARTITION BY cluster_id) AS n
-  FROM near
+  FROM inside
 )
 UPDATE clusters c
-SET n_sites = agg.n,
-    sites = agg.list
+SET n_sites = agg.n, sites = agg.list
 FROM (
   SELECT cluster_id, max(n) AS n,
-         jsonb_agg(jsonb_build_object('id', id, 'name', name, 'species', species, 'distance_m', distance_m)
+         jsonb_agg(jsonb_build_object('id', id, 'name', name, 'species', species, 'commodities', commodities)
                    ORDER BY k) FILTER (WHERE k <= :listed) AS list
   FROM ranked GROUP BY cluster_id
 ) agg
 WHERE c.id = agg.cluster_id
 """)
 
+#: The nearest known site of each cluster's species: the 16 nearest in lon/lat, then the nearest in metres on the
+#: equal-area grid CRS (EPSG:5070).
+NEAREST_SQL = sa.text("""
+UPDATE clusters c
+SET nearest_site = n.site, nearest_distance_m = n.distance_m
+FROM clusters c2
+CROSS JOIN LATERAL (
+  SELECT jsonb_build_object('id', s.id, 'name', s.name, 'source', s.source,
+                            'lon', round(ST_X(s.geom)::numeric, 5), 'lat', round(ST_Y(s.geom)::numeric, 5)) AS site,
+         round(ST_Distance(ST_Transform(s.geom, 5070), ST_Transform(c2.geom, 5070))) AS distance_m
+  FROM (SELECT * FROM sites WHERE c2.species = ANY(species) ORDER BY geom <-> c2.geom LIMIT 16) s
+  ORDER BY distance_m, s.id LIMIT 1
+) n
+WHERE c.id = c2.id AND c2.layer_version = :version
+""")
 
-def store_clusters(conn: sa.Connection, version: int, found: list[Cluster], distance_m: float) -> int:
-    """Insert clusters of a version (ranked per species) and attach the known sites within ``distance_m``."""
-    by_species: dict[str, int] = {}
-    rows = []
-    for c in sorted(found, key=lambda c: (c.species, -c.mean_score)):
-        by_species[c.species] = by_species.get(c.species, 0) + 1
-        rows.append({"version": version, "species": c.species, "rank": by_species[c.species],
-                     "mean": c.mean_score, "max": c.max_score, "n_cells": c.n_cells, "area": c.area_km2,
-                     "wkt": c.geometry.wkt})
+#: Score = mean probability x ln(1 + cells) x ln(1 + km to the nearest known site of the species, capped);
+#: rank 1 is each species' highest score in its version.
+RANK_SQL = sa.text("""
+WITH scored AS (
+  SELECT id, mean_score * ln(1 + n_cells) * ln(1 + least(coalesce(nearest_distance_m, 1e12) / 1000, :cap)) AS s
+  FROM clusters WHERE layer_version = :version
+), ranked AS (
+  SELECT c.id, s.s, row_number() OVER (PARTITION BY c.species ORDER BY s.s DESC, c.id) AS r
+  FROM clusters c JOIN scored s ON s.id = c.id
+)
+UPDATE clusters c SET score = ranked.s, rank = ranked.r FROM ranked WHERE c.id = ranked.id
+""")
+
+
+def store_clusters(conn: sa.Connection, version: int, found: list[Cluster]) -> int:
+    """Insert the clusters of a version, attach the known sites inside and the nearest of the species, rank them."""
+    rows = [{"version": version, "species": c.species, "mean": c.mean_score, "max": c.max_score,
+             "n_cells": c.n_cells, "area": c.area_km2, "wkt": c.geometry.wkt} for c in found]
     if rows:
         conn.execute(INSERT_SQL, rows)
-        # distances on the equal-area grid CRS; subdivided pieces keep the index probes small
-        conn.execute(SITES_SQL, {"version": version, "distance": distance_m, "listed": SITES_LISTED})
+        conn.execute(INSIDE_SQL, {"version": version, "listed": SITES_LISTED})
+        conn.execute(NEAREST_SQL, {"version": version})
+        conn.execute(RANK_SQL, {"version": version, "cap": NOVELTY_CAP_KM})
     log.info("stored %d clusters for layer version %d", len(rows), version)
     return len(rows)
 
 
 TOP_SQL = sa.text("""
-SELECT c.species, c.mean_score, c.max_score, c.area_km2, c.n_sites, c.sites,
+SELECT c.species, c.rank, c.score, c.mean_score, c.max_score, c.n_cells, c.area_km2, c.n_sites, c.sites,
+       c.nearest_site, c.nearest_distance_m,
        ST_X(ST_PointOnSurface(c.geom)) AS lon, ST_Y(ST_PointOnSurface(c.geom)) AS lat
 FROM clusters c JOIN layer_versions v ON v.id = c.layer_version AND v.is_current
 WHERE (CAST(:species AS text) IS NULL OR c.species = :species)
-ORDER BY c.mean_score * ln(1 + c.n_cells) DESC
+ORDER BY c.score DESC, c.id
 LIMIT :n
 """)
 
 
 def top_clusters(engine: sa.Engine, n: int = 5, species: str | None = None) -> list[dict]:
-    """The ``n`` flagged clusters of the current version with the most evidence (mean score x log size).
+    """The ``n`` highest-scoring flagged clusters of the current version (see RANK_SQL).
 
-    Each comes with its state (from the bundled outlines), label point and the known sites it overlaps.
+    Each comes with its state (from the bundled outlines), label point, the nearest known site of its species and
+    the known sites of any commodity inside it.
     """
     from backend.geo.boundaries import load_states
 

@@ -5,15 +5,20 @@ import { escapeHtml, fmt } from "./ui.js";
 
 export function clusterPopup(p) {
   const sites = p.sites || [];
-  const list = sites.slice(0, 50).map((s) =>
-    `<li>${escapeHtml(s.name || `site ${s.id}`)} — ${escapeHtml((s.species || []).join(", ").replaceAll("_", " "))}` +
-    `${s.distance_m ? ` (${(s.distance_m / 1000).toFixed(1)} km)` : " (inside)"}</li>`).join("");
+  const list = sites.slice(0, 50).map((s) => {
+    const what = (s.commodities && s.commodities.length ? s.commodities : s.species || []).slice(0, 4);
+    return `<li>${escapeHtml(s.name || `site ${s.id}`)} — ${escapeHtml(what.join(", ").replaceAll("_", " "))}</li>`;
+  }).join("");
   const total = p.n_sites ?? sites.length;
-  return `<div class="popup"><h3>Flagged ${escapeHtml(p.species)} cluster</h3>` +
-    `<div><b>Mean score:</b> ${fmt(p.mean_score)} · <b>max:</b> ${fmt(p.max_score)}</div>` +
+  const near = p.nearest_site
+    ? `${escapeHtml(p.nearest_site.name || `site ${p.nearest_site.id}`)}, ${fmt(p.nearest_distance_m / 1000, 1)} km away`
+    : `none known`;
+  return `<div class="popup"><h3>Flagged ${escapeHtml(p.species)} cluster (rank ${p.rank ?? "?"})</h3>` +
+    `<div><b>Mean probability:</b> ${fmt(p.mean_score)} · <b>max:</b> ${fmt(p.max_score)}</div>` +
     `<div><b>Area:</b> ${fmt(p.area_km2, 0)} km² (${p.n_cells ?? "?"} cells)</div>` +
-    `<div><b>Known sites of any commodity inside or near (${total}${total > sites.length ? `, first ${sites.length}` : ""}):</b></div>` +
-    (sites.length ? `<ul class="overlap">${list}</ul>` : "<p>None: no record of any commodity nearby.</p>") + "</div>";
+    `<div><b>Nearest known ${escapeHtml(p.species)} site:</b> ${near}</div>` +
+    `<div><b>Known sites of other commodities inside (${total}${total > sites.length ? `, first ${sites.length}` : ""}):</b></div>` +
+    (sites.length ? `<ul class="overlap">${list}</ul>` : "<p>None: no record of any commodity inside.</p>") + "</div>";
 }
 
 export class ClustersLayer {

@@ -40,8 +40,9 @@ def serve_db_url(make_database) -> str:
     with engine.begin() as conn:
         for i, (name, species, lon, lat) in enumerate(SYNTHETIC_SITES):
             conn.execute(sa.text(
-                "INSERT INTO sites (source, record_id, name, state, geom, species) "
-                "VALUES ('tests', :rid, :name, 'CA', ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :species)"),
+                "INSERT INTO sites (source, record_id, name, state, geom, species, commodities) "
+                "VALUES ('tests', :rid, :name, 'CA', ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :species, "
+                ":species)"),
                 {"rid": str(i), "name": name, "lon": lon, "lat": lat, "species": species})
     engine.dispose()
     return url
@@ -53,7 +54,7 @@ def make_settings(serve_dirs: dict[str, Path], db_url: str, **overrides: object)
         "database_url": db_url, "model_dir": serve_dirs["model"], "cube_dir": serve_dirs["cube"],
         "layers_dir": serve_dirs["layers"], "state_dir": serve_dirs["root"] / "state",
         "window_size": 64, "window_overlap": 16, "ensemble_masks": 3, "cluster_min_cells": 4,
-        "cluster_threshold": 0.5,
+        "cluster_top_share": 0.1,
         "cluster_site_distance_m": 3000.0, "admin_token": ADMIN_TOKEN, "layer_version_ttl_s": 0.0,
         "ort_intra_threads": 1, "development": False,
     }

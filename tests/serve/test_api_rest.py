@@ -11,7 +11,7 @@ from .synthetic import FOOTHILLS
 BOX = f"{FOOTHILLS[0] - 0.6},{FOOTHILLS[1] - 0.4},{FOOTHILLS[0] + 0.4},{FOOTHILLS[1] + 0.4}"
 
 
-def test_clusters_geojson_with_nearby_sites(serve_client, published):
+def test_clusters_geojson_with_nearest_and_inside_sites(serve_client, published):
     r = serve_client.get("/api/clusters", params={"species": "zinc"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/geo+json")
     body = r.json()
@@ -19,11 +19,16 @@ def test_clusters_geojson_with_nearby_sites(serve_client, published):
     f = body["features"][0]
     assert f["geometry"]["type"] == "MultiPolygon"
     props = f["properties"]
-    assert props["species"] == "zinc" and 0.5 < props["mean_score"] <= props["max_score"] <= 1
+    assert props["species"] == "zinc" and 0 < props["mean_score"] <= props["max_score"] <= 1
+    assert props["nearest_site"] is None and props["nearest_distance_m"] is None  # no zinc site in the database
     names = {s["name"] for feat in body["features"] for s in feat["properties"]["sites"]}
     assert "Blob Sand and Gravel Pit" in names
-    scores = [feat["properties"]["mean_score"] for feat in body["features"]]
+    scores = [feat["properties"]["score"] for feat in body["features"]]
     assert scores == sorted(scores, reverse=True)
+    assert [feat["properties"]["rank"] for feat in body["features"]] == list(range(1, len(scores) + 1))
+    gold = serve_client.get("/api/clusters", params={"species": "gold"}).json()["features"]
+    assert gold and all(g["properties"]["nearest_site"]["name"] == "Far Away Mine" for g in gold)
+    assert all(g["properties"]["nearest_distance_m"] > 500_000 for g in gold)
 
 
 def test_clusters_bbox_and_bad_species(serve_client):

@@ -41,15 +41,20 @@ def test_published_version_has_cogs_and_is_current(serve_settings, serve_engine,
     assert not list(serve_settings.layers_dir.glob(".staging-*"))
 
 
-def test_clusters_list_nearby_sites_of_any_commodity(serve_engine, published):
+def test_clusters_list_sites_inside_and_keep_their_size(serve_engine, published):
     with serve_engine.connect() as c:
         rows = c.execute(sa.text("SELECT species, n_sites, sites, mean_score, n_cells, area_km2 FROM clusters "
                                  "WHERE layer_version = :v ORDER BY mean_score DESC"), {"v": published}).all()
+        ensemble = c.execute(sa.text("SELECT ensemble FROM layer_versions WHERE id = :v"), {"v": published}).scalar()
     assert rows
     names = {s["name"] for r in rows for s in r.sites}
     assert "Blob Sand and Gravel Pit" in names and "Far Away Mine" not in names
     for r in rows:
         assert r.n_cells >= 4 and r.area_km2 == pytest.approx(r.n_cells * 1.609344 ** 2, rel=1e-6)
+    clusters = ensemble["clusters"]
+    assert clusters["top_share"] == 0.1 and clusters["site_distance_m"] == 3000.0
+    for r in rows:
+        assert r.mean_score >= clusters["thresholds"][r.species]
 
 
 def test_checksum_mismatch_is_refused(tmp_path):

@@ -1,4 +1,4 @@
-"""Flagged clusters of the current layer version as GeoJSON, with the known sites in or near them."""
+"""Flagged clusters of the current layer version as GeoJSON, with the nearest site of their species and sites inside."""
 
 from __future__ import annotations
 
@@ -16,18 +16,19 @@ from backend.api.serving import ServingDep
 router = APIRouter(prefix="/api", tags=["clusters"], responses=problems(503))
 
 CLUSTERS_SQL = """
-SELECT id, species, rank, mean_score, max_score, n_cells, area_km2, n_sites, sites,
+SELECT id, species, rank, score, mean_score, max_score, n_cells, area_km2, n_sites, sites, nearest_site,
+       nearest_distance_m,
        ST_AsGeoJSON(geom, 5)::json AS geometry,
        ST_X(ST_PointOnSurface(geom)) AS lon, ST_Y(ST_PointOnSurface(geom)) AS lat
 FROM clusters
 WHERE layer_version = %(version)s {where}
-ORDER BY mean_score DESC, id
+ORDER BY score DESC, id
 LIMIT %(n)s
 """
 MAX_LIMIT = 2000
 
 
-@router.get("/clusters", summary="Flagged clusters as GeoJSON, with overlapping and nearby known sites",
+@router.get("/clusters", summary="Flagged clusters as GeoJSON with the nearest site of the species and sites inside",
             response_model=ClustersCollection, response_class=GeoJSONResponse)
 def list_clusters(
     conn: ConnDep,
@@ -36,9 +37,12 @@ def list_clusters(
     = None,
     species: Annotated[str | None, Query(description="Comma-separated species ids", examples=["zinc"])] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT,
-                                description=f"At most this many, highest mean score first (1..{MAX_LIMIT})")] = 500,
+                                description=f"At most this many, highest score first (1..{MAX_LIMIT})")] = 500,
 ) -> GeoJSONResponse:
-    """Clusters of the version being served that intersect the box, highest mean discrepancy first."""
+    """Clusters of the version being served that intersect the box, highest score first.
+
+    score = mean probability x ln(1 + cells) x ln(1 + km to the nearest known site of the species, capped at 50).
+    """
     box = parse_bbox(bbox)
     version = serving.catalog.current()
     known = sorted({i.species for i in version.layers.values()}) if version else []
@@ -58,9 +62,11 @@ def list_clusters(
         body["features"].append({
             "type": "Feature", "id": row["id"], "geometry": row["geometry"],
             "properties": {
-                "species": row["species"], "rank": row["rank"], "mean_score": round(row["mean_score"], 4),
+                "species": row["species"], "rank": row["rank"], "score": round(row["score"], 4),
+                "mean_score": round(row["mean_score"], 4),
                 "max_score": round(row["max_score"], 4), "n_cells": row["n_cells"],
                 "area_km2": round(row["area_km2"], 2), "n_sites": row["n_sites"], "sites": row["sites"],
+                "nearest_site": row["nearest_site"], "nearest_distance_m": row["nearest_distance_m"],
                 "label_point": [round(row["lon"], 5), round(row["lat"], 5)], "layer_version": version.id,
             },
         })
