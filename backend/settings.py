@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     cube_dir: Path = Field(default=PROJECT_ROOT / "cube", description="The data cube built by `m3 cube build`.")
     ort_intra_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0: its default).")
     ort_inter_threads: int = Field(default=1, ge=0, description="onnxruntime inter-op threads (0: its default).")
+    ort_cpu_mem_arena: bool = Field(default=False, description=(
+        "onnxruntime's CPU memory arena: faster for repeated shapes, but it keeps the peak of the largest request "
+        "for the life of the process (off: tensors go back to the allocator after each run)."))
     ort_providers: list[str] = Field(
         default=["CUDAExecutionProvider", "CPUExecutionProvider"],
         description="Execution providers in order of preference; those not installed are skipped.",

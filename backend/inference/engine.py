@@ -24,7 +24,7 @@ class InferenceEngine:
     """An onnxruntime session for one exported model, with the card that describes it."""
 
     def __init__(self, card: ModelCard, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 intra_threads: int = 0, inter_threads: int = 1) -> None:
+                 intra_threads: int = 0, inter_threads: int = 1, cpu_mem_arena: bool = False) -> None:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -33,6 +33,7 @@ class InferenceEngine:
         options.intra_op_num_threads = intra_threads
         options.inter_op_num_threads = inter_threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = cpu_mem_arena
         self.card = card
         self.options = options
         # a CUDA arena that grows by what is asked, not to the next power of two: a whole-grid pass asks for
@@ -60,7 +61,8 @@ class InferenceEngine:
     def from_settings(cls, settings: Settings, model_dir: Path | None = None) -> InferenceEngine:
         """The engine for the configured model folder and threads."""
         card = load_model_card(model_dir or settings.model_dir)
-        return cls(card, settings.ort_providers, settings.ort_intra_threads, settings.ort_inter_threads)
+        return cls(card, settings.ort_providers, settings.ort_intra_threads, settings.ort_inter_threads,
+                   settings.ort_cpu_mem_arena)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities [N, S, H, W] for raw inputs [N, C, H, W] (H, W multiples of card.multiple)."""
