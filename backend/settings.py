@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     ort_intra_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0: its default).")
     ort_inter_threads: int = Field(default=1, ge=0, description="onnxruntime inter-op threads (0: its default).")
     ort_cpu_mem_arena: bool = Field(default=False, description=(
-        "onnxruntime's CPU memory arena: faster for repeated shapes, but it keeps the peak of the largest request "
-        "for the life of the process (off: tensors go back to the allocator after each run)."))
+        "onnxruntime's CPU memory arena for the server's requests: about 10% faster, but it keeps the peak of the "
+        "largest request for the life of the process (off: tensors go back to the allocator after each run). The "
+        "whole-map pass always uses it: it runs in a process of its own."))
     ort_providers: list[str] = Field(
         default=["CUDAExecutionProvider", "CPUExecutionProvider"],
         description="Execution providers in order of preference; those not installed are skipped.",

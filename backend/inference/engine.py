@@ -58,11 +58,12 @@ class InferenceEngine:
         return self.provider in GPU_PROVIDERS
 
     @classmethod
-    def from_settings(cls, settings: Settings, model_dir: Path | None = None) -> InferenceEngine:
-        """The engine for the configured model folder and threads."""
+    def from_settings(cls, settings: Settings, model_dir: Path | None = None,
+                      cpu_mem_arena: bool | None = None) -> InferenceEngine:
+        """The engine for the configured model folder and threads (``cpu_mem_arena`` overrides the setting)."""
         card = load_model_card(model_dir or settings.model_dir)
-        return cls(card, settings.ort_providers, settings.ort_intra_threads, settings.ort_inter_threads,
-                   settings.ort_cpu_mem_arena)
+        arena = settings.ort_cpu_mem_arena if cpu_mem_arena is None else cpu_mem_arena
+        return cls(card, settings.ort_providers, settings.ort_intra_threads, settings.ort_inter_threads, arena)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities [N, S, H, W] for raw inputs [N, C, H, W] (H, W multiples of card.multiple)."""

@@ -59,7 +59,9 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
     is killed, the version being served is untouched.
     """
     report = progress or (lambda f, m: None)
-    model = model or InferenceEngine.from_settings(settings)
+    # the whole-map pass runs in a process of its own (m3 infer or a job's worker): the arena's speed, and its
+    # memory goes with the process
+    model = model or InferenceEngine.from_settings(settings, cpu_mem_arena=True)
     card = model.card
     cube = CubeSource.open(settings.cube_dir)
     cube.check_model(card)
@@ -73,7 +75,7 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         report(0.01, "reading the cube")
         arrays = cube.read()
         evaluate = MapEvaluator(model, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
-                                needed=arrays.conus, band_rows=settings.window_band_rows,
+                                needed=arrays.conus_cells, band_rows=settings.window_band_rows,
                                 whole=settings.gpu_whole_map and model.on_gpu, margin=settings.window_margin)
         masking = training_masking(card)
         schedule = MaskSchedule(arrays.shape, masking, settings.ensemble_masks, settings.ensemble_seed)
@@ -86,7 +88,7 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         evaluate.close()
         log.info("ensemble of %d evaluations on %s in %.1f s", result.evaluations, model.provider, seconds)
         staging.mkdir(parents=True)
-        infos = _write_layers(staging, cube, arrays.labels, arrays.coverage, arrays.conus, result, report)
+        infos = _write_layers(staging, cube, arrays.labels, arrays.coverage, arrays.conus_cells, result, report)
         report(0.95, "finding clusters")
         found, thresholds = _flag_clusters(settings, cube, arrays.labels, arrays.coverage, result)
         if final.exists():
@@ -94,7 +96,8 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         staging.rename(final)
         ensemble = {"masks": settings.ensemble_masks, "seeds": settings.ensemble_seeds,
                     "mask_seed": settings.ensemble_seed, "evaluations": result.evaluations,
-                    "min_hidden": int(result.count[arrays.conus].min()), "taper_cells": settings.ensemble_taper_cells,
+                    "min_hidden": int(result.count[arrays.conus_cells].min()),
+                    "taper_cells": settings.ensemble_taper_cells,
                     "regions": {"min_cells": masking.region_min_cells, "max_cells": masking.region_max_cells,
                                 "fraction": masking.region_fraction},
                     "seconds": round(seconds, 2), "provider": model.provider,

@@ -86,3 +86,11 @@ def test_hiding_a_species_changes_it_there_and_only_there(serve_dirs):
     labels = cube.read(box).labels[cube.species.index("zinc")]
     changed = hid.mean[zinc][inside] != base.mean[zinc][inside]
     assert changed[labels[inside] == 1].all()
+
+
+def test_cpu_arena_is_off_for_requests_and_on_for_the_whole_map_pass(serve_settings, serve_dirs):
+    served = InferenceEngine.from_settings(serve_settings)
+    assert served.options.enable_cpu_mem_arena is False
+    assert InferenceEngine.from_settings(serve_settings, cpu_mem_arena=True).options.enable_cpu_mem_arena is True
+    on = serve_settings.model_copy(update={"ort_cpu_mem_arena": True})
+    assert InferenceEngine.from_settings(on).options.enable_cpu_mem_arena is True
