@@ -7,7 +7,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -17,12 +19,12 @@ import torch
 from tqdm import tqdm
 
 from model.channels import cooccurrence_matrix
-from model.config import GATED, ExperimentConfig, model_loss, model_masking
+from model.config import GATED, ExperimentConfig, LossConfig, model_loss, model_masking
 from model.cube_data import CubeArrays, load_cube
 from model.losses import masked_loss, species_weights
 from model.masking import MaskGenerator
 from model.networks import GatedExperts, M3Network, build_network
-from model.patches import PatchSampler
+from model.patches import Batch, PatchSampler
 from model.splits import TRAIN, BlockSplit, fold_split, make_block_split
 
 log = logging.getLogger(__name__)
@@ -179,6 +181,97 @@ class ValidationSelector:
         self.best_score, self.best_step, self.best_state = state["score"], state["step"], state["weights"]
 
 
+@dataclass
+class _ModelFiles:
+    """Where one model's final checkpoint, resumable checkpoint and logs live."""
+
+    out: Path
+
+    @property
+    def final(self) -> Path:
+        """The trained model."""
+        return self.out / "final.pt"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The resumable state of an unfinished run."""
+        return self.out / "checkpoint.pt"
+
+    @property
+    def log(self) -> Path:
+        """The training log (LOG_FIELDS)."""
+        return self.out / "log.csv"
+
+    @property
+    def selection(self) -> Path:
+        """The validation scores of the scored steps."""
+        return self.out / "selection.csv"
+
+
+@dataclass
+class _Run:
+    """The live state of one model's training: what a checkpoint stores and restores."""
+
+    net: M3Network
+    opt: torch.optim.Optimizer
+    ema: torch.optim.swa_utils.AveragedModel | None
+    rng: np.random.Generator
+    selector: ValidationSelector | None
+    device: torch.device
+    step: int = 0
+
+    @property
+    def scored(self) -> M3Network:
+        """What validation selection scores and the saved model is: the moving average if any, else the network."""
+        return self.net if self.ema is None else cast(M3Network, self.ema.module)
+
+    def learn(self, batch: Batch, lr: float, loss_cfg: LossConfig,
+              weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        """One optimiser step at learning rate ``lr`` (and the moving average's update); (loss, its parts)."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        x, y, mask = (torch.from_numpy(a).to(self.device) for a in (batch.x, batch.y, batch.loss_mask))
+        loss, parts = masked_loss(self.net(x), y, mask, loss_cfg, weight)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
+        self.step += 1
+        return loss, parts
+
+    def checkpoint(self, numpy_rng: dict) -> dict:
+        """The resumable state, with the batch generator's state ``numpy_rng`` from before the next draw."""
+        return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
+                "numpy_rng": numpy_rng, "torch_rng": torch.get_rng_state(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "selection": self.selector.state() if self.selector is not None else None}
+
+    def restore(self, state: dict) -> None:
+        """Continue from a :meth:`checkpoint`."""
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.step = int(state["step"])
+        if self.selector is not None and state.get("selection"):
+            self.selector.restore(state["selection"])
+
+    def final_weights(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """(weights to save, extra checkpoint entries): the selected, else the averaged, else the last weights."""
+        weights = {k: v.cpu() for k, v in self.net.state_dict().items()}
+        extra: dict = {}
+        if self.ema is not None:
+            extra["last_weights"] = weights
+            weights = {k: v.detach().cpu().clone() for k, v in self.ema.module.state_dict().items()}
+        if self.selector is not None and self.selector.best_state is not None:
+            weights = self.selector.best_state
+            extra |= {"selected_step": self.selector.best_step, "validation_score": self.selector.best_score}
+        return weights, extra
+
+
 def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: bool = True) -> Path:
     """Train (or resume) one architecture for one seed; return the final checkpoint path.
 
@@ -187,114 +280,130 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
     (``selection.csv`` logs every score). With the model's ``ema_decay`` the saved model is the moving
     average of the weights (the last weights are kept under ``last_weights``), and selection scores the average.
     """
-    cfg, spec = exp.cfg, exp.cfg.models[arch]
-    if spec.arch == GATED:
+    if exp.cfg.models[arch].arch == GATED:
         return _compose_gated(exp, arch, seed, run_dir, progress)
-    torch.set_num_threads(cfg.train.threads)
+    torch.set_num_threads(exp.cfg.train.threads)
     torch.manual_seed(seed)
-    out = model_dir(run_dir, arch, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    final, ckpt_path, log_path = out / "final.pt", out / "checkpoint.pt", out / "log.csv"
-    if final.exists():
-        log.info("%s seed %d already trained (%s)", arch, seed, final)
-        return final
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    files = _ModelFiles(model_dir(run_dir, arch, seed))
+    files.out.mkdir(parents=True, exist_ok=True)
+    if files.final.exists():
+        log.info("%s seed %d already trained (%s)", arch, seed, files.final)
+        return files.final
+    run = _new_run(exp, arch, seed, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    _resume_or_restart(run, files, f"{arch} seed {seed}")
+    _train_steps(exp, arch, run, files, f"{arch} seed {seed}", progress)
+    weights, extra = run.final_weights()
+    if "selected_step" in extra:
+        log.info("%s seed %d: keeping the weights of step %d (validation score %.4f)", arch, seed,
+                 extra["selected_step"], extra["validation_score"])
+    _save_atomic({"model": weights, "arch": arch, "seed": seed, "step": run.step, "config": exp.cfg.to_dict(),
+                  **extra}, files.final)
+    files.checkpoint.unlink(missing_ok=True)
+    log.info("trained %s seed %d: %d steps -> %s", arch, seed, run.step, files.final)
+    return files.final
+
+
+def _new_run(exp: Experiment, arch: str, seed: int, device: torch.device) -> _Run:
+    """A fresh network (on ``device``), its optimiser, moving average, seeded batch generator and selector."""
+    spec = exp.cfg.models[arch]
     net = cast(M3Network, new_network(exp, arch)).to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]  # a frozen prior is left out
     opt = torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=spec.weight_decay)
     ema = new_ema(net, spec.ema_decay)
     rng = np.random.default_rng(seed)
-    step = 0
-    select_every = cfg.train.select_every
-    selector = ValidationSelector(exp) if select_every > 0 else None
-    selection_path = out / "selection.csv"
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False, map_location=device)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"].cpu())
-        step = int(state["step"])
-        if selector is not None and state.get("selection"):
-            selector.restore(state["selection"])
-        for path in (log_path, selection_path):  # rows written after the checkpoint are written again
-            _truncate_log(path, step)
-        log.info("resuming %s seed %d at step %d", arch, seed, step)
+    selector = ValidationSelector(exp) if exp.cfg.train.select_every > 0 else None
+    return _Run(net, opt, ema, rng, selector, device)
+
+
+def _resume_or_restart(run: _Run, files: _ModelFiles, name: str) -> None:
+    """Continue from the checkpoint if there is one (its logs cut back to its step), else delete stale logs."""
+    if files.checkpoint.exists():
+        run.restore(torch.load(files.checkpoint, weights_only=False, map_location=run.device))
+        for path in (files.log, files.selection):  # rows written after the checkpoint are written again
+            _truncate_log(path, run.step)
+        log.info("resuming %s at step %d", name, run.step)
     else:
-        log_path.unlink(missing_ok=True)
-        selection_path.unlink(missing_ok=True)
+        files.log.unlink(missing_ok=True)
+        files.selection.unlink(missing_ok=True)
+
+
+def _positive_weight(exp: Experiment, loss_cfg: LossConfig, device: torch.device) -> torch.Tensor | None:
+    """Per-species weights of the positive cells (None without ``species_balance``)."""
+    if not loss_cfg.species_balance:
+        return None
+    w = species_weights(exp.cube.labels, exp.train_cells, loss_cfg.species_balance)
+    log.info("species positive weights: %s", dict(zip(exp.cube.species, np.round(w, 2).tolist(), strict=True)))
+    return torch.from_numpy(w).to(device)
+
+
+def _train_steps(exp: Experiment, arch: str, run: _Run, files: _ModelFiles, name: str, progress: bool) -> None:
+    """Train the remaining steps of one model.
+
+    A log row every ``log_every`` steps, a validation score every ``select_every`` and a checkpoint every
+    ``checkpoint_every`` steps; the last step is logged and scored too.
+    """
+    cfg, spec = exp.cfg, exp.cfg.models[arch]
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(model_masking(cfg, spec), len(exp.cube.species)),
                            cfg.data.patch_cells, augment=cfg.train.augment, covariate_noise=cfg.train.covariate_noise)
-    weight = None
     loss_cfg = model_loss(cfg, spec)
-    if loss_cfg.species_balance:
-        w = species_weights(exp.cube.labels, exp.train_cells, loss_cfg.species_balance)
-        log.info("species positive weights: %s", dict(zip(exp.cube.species, np.round(w, 2).tolist(), strict=True)))
-        weight = torch.from_numpy(w).to(device)
-    new_log = not log_path.exists()
-    with log_path.open("a", newline="", encoding="utf-8") as fh:
+    weight = _positive_weight(exp, loss_cfg, run.device)
+    select_every = cfg.train.select_every
+    bar = tqdm(total=spec.steps, initial=run.step, desc=name, unit="step", disable=None if progress else True)
+    with _training_log(files.log) as write_row, bar, \
+            closing(_prefetched(sampler, run.rng, spec.batch_size, run.step, spec.steps)) as batches:
+        run.net.train()
+        started = time.perf_counter()
+        for batch, numpy_rng in batches:
+            lr = _lr(run.step, spec.steps, spec.lr, spec.warmup_steps)
+            loss, parts = run.learn(batch, lr, loss_cfg, weight)
+            bar.update(1)
+            last = run.step == spec.steps
+            if run.step % cfg.train.log_every == 0 or last:
+                write_row(_log_row(run.step, float(loss.detach()), lr, time.perf_counter() - started, parts))
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            if run.selector is not None and (run.step % select_every == 0 or last):
+                _log_selection(files.selection, run.step, *run.selector.update(run.scored, run.step))
+            if run.step % cfg.train.checkpoint_every == 0 and not last:
+                _save_atomic(run.checkpoint(numpy_rng), files.checkpoint)
+
+
+def _prefetched(sampler: PatchSampler, rng: np.random.Generator, size: int, step: int,
+                steps: int) -> Iterator[tuple[Batch, dict]]:
+    """The batches of steps ``step``..``steps`` - 1, each with the generator's state from before the next draw.
+
+    The next batch is drawn in a background thread while a step runs (on a GPU the numpy sampler was two
+    thirds of a step); batches come in the same order from the same generator as drawn one after another.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="m3-batches") as prefetch:
+        pending = prefetch.submit(sampler.batch, rng, size) if step < steps else None
+        while pending is not None:
+            batch = pending.result()
+            state = rng.bit_generator.state  # the generator is idle between two draws
+            step += 1
+            pending = prefetch.submit(sampler.batch, rng, size) if step < steps else None
+            yield batch, state
+
+
+@contextmanager
+def _training_log(path: Path) -> Iterator[Callable[[dict], None]]:
+    """A function that appends a row to the CSV training log (a header first when new) and flushes it."""
+    new_log = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
         if new_log:
             writer.writeheader()
-        net.train()
-        # what validation selection scores and the model keeps
-        scored = net if ema is None else cast(M3Network, ema.module)
-        started = time.perf_counter()
-        bar = tqdm(total=spec.steps, initial=step, desc=f"{arch} seed {seed}", unit="step",
-                   disable=None if progress else True)
-        # the next batch is drawn in a background thread while this step runs (on a GPU the numpy
-        # sampler was two thirds of a step); batches come in the same order from the same generator,
-        # and a checkpoint stores the generator's state from before the batch being drawn
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="m3-batches") as prefetch:
-            next_state = rng.bit_generator.state
-            pending = prefetch.submit(sampler.batch, rng, spec.batch_size) if step < spec.steps else None
-            while step < spec.steps:
-                lr = _lr(step, spec.steps, spec.lr, spec.warmup_steps)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                assert pending is not None
-                batch = pending.result()
-                next_state = rng.bit_generator.state  # the generator is idle between two draws
-                pending = prefetch.submit(sampler.batch, rng, spec.batch_size) if step + 1 < spec.steps else None
-                x, y, mask = (torch.from_numpy(a).to(device) for a in (batch.x, batch.y, batch.loss_mask))
-                loss, parts = masked_loss(net(x), y, mask, loss_cfg, weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if ema is not None:
-                    ema.update_parameters(net)
-                step += 1
-                bar.update(1)
-                if step % cfg.train.log_every == 0 or step == spec.steps:
-                    writer.writerow({"step": step, "loss": round(float(loss.detach()), 6), "lr": round(lr, 8),
-                                     "seconds": round(time.perf_counter() - started, 2),
-                                     **{k: round(v, 6) for k, v in parts.items()}})
-                    fh.flush()
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-                if selector is not None and (step % select_every == 0 or step == spec.steps):
-                    _log_selection(selection_path, step, *selector.update(scored, step))
-                if step % cfg.train.checkpoint_every == 0 and step < spec.steps:
-                    _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                  "numpy_rng": next_state, "torch_rng": torch.get_rng_state(),
-                                  "ema": ema.state_dict() if ema is not None else None,
-                                  "selection": selector.state() if selector is not None else None}, ckpt_path)
-            bar.close()
-    weights = {k: v.cpu() for k, v in net.state_dict().items()}
-    extra: dict = {}
-    if ema is not None:
-        extra["last_weights"] = weights
-        weights = {k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()}
-    if selector is not None and selector.best_state is not None:
-        weights = selector.best_state
-        extra |= {"selected_step": selector.best_step, "validation_score": selector.best_score}
-        log.info("%s seed %d: keeping the weights of step %d (validation score %.4f)", arch, seed,
-                 selector.best_step, selector.best_score)
-    _save_atomic({"model": weights, "arch": arch, "seed": seed, "step": step, "config": cfg.to_dict(), **extra}, final)
-    ckpt_path.unlink(missing_ok=True)
-    log.info("trained %s seed %d: %d steps -> %s", arch, seed, step, final)
-    return final
+
+        def write(row: dict) -> None:
+            writer.writerow(row)
+            fh.flush()
+
+        yield write
+
+
+def _log_row(step: int, loss: float, lr: float, seconds: float, parts: dict[str, float]) -> dict:
+    """One row of the training log, rounded."""
+    return {"step": step, "loss": round(loss, 6), "lr": round(lr, 8), "seconds": round(seconds, 2),
+            **{k: round(v, 6) for k, v in parts.items()}}
 
 
 def _truncate_log(path: Path, step: int) -> None:
