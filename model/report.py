@@ -273,77 +273,100 @@ def protocol_markdown(results: dict, cfg, cube, plots: list[str]) -> str:  # noq
                                seed=p.test_seed, boot=p.bootstrap)]
     scorings = results.get("test_scorings", [])
     lines += [f"**Sealed test scorings of this run: {len(scorings)}.**", ""]
-    cv = results.get("cv")
-    if cv:
-        lines += ["## Spatial cross-validation", "",
-                  f"Folds scored: {len(cv['folds'])} of {p.folds}. Each fold's networks train on the other folds; "
-                  "its baselines are tuned on the other folds' cells. Dice uses, in each fold, the per-species "
-                  "threshold that maximises Dice on the other folds' predictions.", ""]
-        for regime, r in cv["regimes"].items():
-            fr = list(next(iter(r["success"].values())))
-            lines += [f"### {regime} hidden", "", f"{r['units']} blocks, {r['positives']} positive cell-species.", "",
-                      "| method | AUPRC | Dice | " + " | ".join(f"top {float(f) * 100:g}%" for f in fr)
-                      + " | UNet − method, mean AUPRC [95% CI] |",
-                      "|---|---|---|" + "---|" * len(fr) + "---|"]
-            for m in r["auprc"]:
-                tops = " | ".join(_num(r["success"][m][f]) for f in fr)
-                lines.append(f"| {_name(m)} | {_num(r['auprc'][m])} | {_num(r['dice'].get(m))} | {tops} | "
-                             f"{_interval(r['compare'].get(m))} |")
-            lines += ["", _seed_note(r["seeds"]), ""]
-        cal = cv.get("calibration")
-        if cal:
-            lines += ["### Calibration on validation", "",
-                      "The ResNet-UNet's cross-validated predictions (every fold's held-out blocks), ten bins of "
-                      "predicted probability. ECE: the count-weighted mean gap between predicted and observed.", "",
-                      "| regime | ECE | mean predicted | observed rate |", "|---|---|---|---|"]
-            for regime, c in cal.items():
-                lines.append(f"| {regime} | {_num(c['ece'], 4)} | {_num(c['mean_predicted'], 4)} | "
-                             f"{_num(c['observed'], 4)} |")
-            lines.append("")
-    loso = results.get("loso")
-    if loso:
-        states = loso["states"]
-        lines += ["## Leave one state out", "",
-                  "Each state in turn loses its survey records (inputs and labels) and keeps only its national "
-                  "thematic records, visible; everything else in it is hidden and scored against its survey "
-                  "records. Mean AUPRC over species with records in the state.", "",
-                  "| method | " + " | ".join(states) + " | mean | UNet − method [95% CI, states resampled] | "
-                  "states where UNet is higher |", "|---|" + "---|" * (len(states) + 3)]
-        for m in loso["mean"]:
-            lines.append(f"| {_name(m)} | " + " | ".join(_num(loso["per_state"][s][m]) for s in states)
-                         + f" | {_num(loso['mean'][m])} | {_interval(loso['compare'].get(m))} | "
-                         + (f"{loso['states_ahead'][m]} of {len(states)}" if m in loso["states_ahead"] else "—")
-                         + " |")
-        lines += ["", _seed_note(loso["seeds"]), ""]
-    uns = results.get("unsurveyed")
-    if uns:
-        lines += ["## Unsurveyed states", "",
-                  f"Every national thematic record outside the surveyed states is held out of inputs and training; "
-                  f"the unsurveyed area ({uns['cells']} cells) is hidden and ranked. {uns['positives']} held-out "
-                  "cell-species records. Top k%: share of the held-out records inside the top k% of the unsurveyed "
-                  "area (mean over species); a random ranking puts k% of them in the top k%, and its AUPRC is the "
-                  "records' share of the cells. Intervals resample states.", "",
-                  "| method | AUPRC | top 1% | top 5% | top 10% | top 20% | UNet − method, AUPRC [95% CI] | "
-                  "UNet − method, top 10% [95% CI] |", "|---|---|---|---|---|---|---|---|"]
-        for m in uns["auprc"]:
-            s = uns["success"][m]
-            lines.append(f"| {_name(m)} | {_num(uns['auprc'][m])} | " + " | ".join(_num(s[k]) for k in
-                                                                                   ("0.01", "0.05", "0.1", "0.2"))
-                         + f" | {_interval(uns['compare'].get(m))} | {_interval(uns['compare_top10'].get(m))} |")
-        lines += ["", _seed_note(uns["seeds"]), ""]
-    test = results.get("test")
-    if test:
-        lines += ["## Sealed test", "", f"Scored {test['scorings']} time(s); the last scoring:", ""]
-        for regime, r in test["regimes"].items():
-            lines += [f"### {regime} hidden", "", "| method | AUPRC | UNet − method [95% CI] |", "|---|---|---|"]
-            lines += [f"| {_name(m)} | {_num(r['auprc'][m])} | {_interval(r['compare'].get(m))} |" for m in r["auprc"]]
-            lines.append("")
+    if results.get("cv"):
+        lines += _cv_section(results["cv"], p.folds)
+    if results.get("loso"):
+        lines += _loso_section(results["loso"])
+    if results.get("unsurveyed"):
+        lines += _unsurveyed_section(results["unsurveyed"])
+    if results.get("test"):
+        lines += _test_section(results["test"])
     if scorings:
         lines += ["Sealed test scorings (UTC time, configuration sha256, commit):", ""]
         lines += [f"- {s['time']} {s['config_sha256'][:12]} {s['commit'][:12]}" for s in scorings]
         lines.append("")
     lines += ["## Plots", ""] + [f"![{x}]({x})" for x in plots]
     return "\n".join(lines) + "\n"
+
+
+def _cv_section(cv: dict, n_folds: int) -> list[str]:
+    """The cross-validation tables of the protocol report: one per regime, then the calibration."""
+    lines = ["## Spatial cross-validation", "",
+             f"Folds scored: {len(cv['folds'])} of {n_folds}. Each fold's networks train on the other folds; "
+             "its baselines are tuned on the other folds' cells. Dice uses, in each fold, the per-species "
+             "threshold that maximises Dice on the other folds' predictions.", ""]
+    for regime, r in cv["regimes"].items():
+        fr = list(next(iter(r["success"].values())))
+        lines += [f"### {regime} hidden", "", f"{r['units']} blocks, {r['positives']} positive cell-species.", "",
+                  "| method | AUPRC | Dice | " + " | ".join(f"top {float(f) * 100:g}%" for f in fr)
+                  + " | UNet − method, mean AUPRC [95% CI] |",
+                  "|---|---|---|" + "---|" * len(fr) + "---|"]
+        for m in r["auprc"]:
+            tops = " | ".join(_num(r["success"][m][f]) for f in fr)
+            lines.append(f"| {_name(m)} | {_num(r['auprc'][m])} | {_num(r['dice'].get(m))} | {tops} | "
+                         f"{_interval(r['compare'].get(m))} |")
+        lines += ["", _seed_note(r["seeds"]), ""]
+    if cv.get("calibration"):
+        lines += _calibration_section(cv["calibration"])
+    return lines
+
+
+def _calibration_section(cal: dict) -> list[str]:
+    """The calibration table of the cross-validated predictions."""
+    lines = ["### Calibration on validation", "",
+             "The ResNet-UNet's cross-validated predictions (every fold's held-out blocks), ten bins of "
+             "predicted probability. ECE: the count-weighted mean gap between predicted and observed.", "",
+             "| regime | ECE | mean predicted | observed rate |", "|---|---|---|---|"]
+    for regime, c in cal.items():
+        lines.append(f"| {regime} | {_num(c['ece'], 4)} | {_num(c['mean_predicted'], 4)} | "
+                     f"{_num(c['observed'], 4)} |")
+    lines.append("")
+    return lines
+
+
+def _loso_section(loso: dict) -> list[str]:
+    """The leave-one-state-out table: each method's AUPRC per state, its mean and the comparison."""
+    states = loso["states"]
+    lines = ["## Leave one state out", "",
+             "Each state in turn loses its survey records (inputs and labels) and keeps only its national "
+             "thematic records, visible; everything else in it is hidden and scored against its survey "
+             "records. Mean AUPRC over species with records in the state.", "",
+             "| method | " + " | ".join(states) + " | mean | UNet − method [95% CI, states resampled] | "
+             "states where UNet is higher |", "|---|" + "---|" * (len(states) + 3)]
+    for m in loso["mean"]:
+        lines.append(f"| {_name(m)} | " + " | ".join(_num(loso["per_state"][s][m]) for s in states)
+                     + f" | {_num(loso['mean'][m])} | {_interval(loso['compare'].get(m))} | "
+                     + (f"{loso['states_ahead'][m]} of {len(states)}" if m in loso["states_ahead"] else "—")
+                     + " |")
+    return lines + ["", _seed_note(loso["seeds"]), ""]
+
+
+def _unsurveyed_section(uns: dict) -> list[str]:
+    """The unsurveyed-states table: AUPRC and top-k% success of the held-out national records."""
+    lines = ["## Unsurveyed states", "",
+             f"Every national thematic record outside the surveyed states is held out of inputs and training; "
+             f"the unsurveyed area ({uns['cells']} cells) is hidden and ranked. {uns['positives']} held-out "
+             "cell-species records. Top k%: share of the held-out records inside the top k% of the unsurveyed "
+             "area (mean over species); a random ranking puts k% of them in the top k%, and its AUPRC is the "
+             "records' share of the cells. Intervals resample states.", "",
+             "| method | AUPRC | top 1% | top 5% | top 10% | top 20% | UNet − method, AUPRC [95% CI] | "
+             "UNet − method, top 10% [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+    for m in uns["auprc"]:
+        s = uns["success"][m]
+        lines.append(f"| {_name(m)} | {_num(uns['auprc'][m])} | "
+                     + " | ".join(_num(s[k]) for k in ("0.01", "0.05", "0.1", "0.2"))
+                     + f" | {_interval(uns['compare'].get(m))} | {_interval(uns['compare_top10'].get(m))} |")
+    return lines + ["", _seed_note(uns["seeds"]), ""]
+
+
+def _test_section(test: dict) -> list[str]:
+    """The sealed-test tables of the last scoring, one per regime."""
+    lines = ["## Sealed test", "", f"Scored {test['scorings']} time(s); the last scoring:", ""]
+    for regime, r in test["regimes"].items():
+        lines += [f"### {regime} hidden", "", "| method | AUPRC | UNet − method [95% CI] |", "|---|---|---|"]
+        lines += [f"| {_name(m)} | {_num(r['auprc'][m])} | {_interval(r['compare'].get(m))} |" for m in r["auprc"]]
+        lines.append("")
+    return lines
 
 
 def write_protocol_plots(results: dict, out_dir: Path) -> list[str]:
