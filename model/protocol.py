@@ -468,17 +468,7 @@ def run_protocol(cfg: ExperimentConfig, cube: CubeArrays, run_dir: Path, progres
     base = sealed_view(cube, folds)
     del cube  # from here on only the sealed view is read
     out = run_dir / "protocol"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = out / "config.sha256"
-    digest = hashlib.sha256((_config_hash(cfg) + base.cube_sha256).encode()).hexdigest()
-    if stamp.exists() and stamp.read_text(encoding="utf-8").strip() != digest:
-        raise ValueError(f"{out} holds a protocol run of another configuration or cube; choose another --out or "
-                         "delete it")
-    _write_atomic(stamp, digest + "\n")  # processes sharing a run write the same bytes
-    _write_atomic(out / "folds.json", json.dumps({
-        "n_folds": p.folds, "sealed_blocks": int((folds.fold == folds.SEALED).sum()),
-        "fold_blocks": [int((folds.fold == k).sum()) for k in range(p.folds)], "test_seed": p.test_seed,
-        "block_fold": folds.fold.tolist()}) + "\n")
+    _stamp_run(cfg, base, folds, out)
     todo = stages or p.stages
     if units is not None:
         known = protocol_units(cfg, list(base.covered_states), todo)
@@ -515,6 +505,23 @@ def run_protocol(cfg: ExperimentConfig, cube: CubeArrays, run_dir: Path, progres
         else:
             raise ValueError(f"stage {stage!r} unknown")
     return aggregate_protocol(cfg, base.species, out)
+
+
+def _stamp_run(cfg: ExperimentConfig, base: CubeArrays, folds: ProtocolFolds, out: Path) -> None:
+    """Write the run's configuration-and-cube digest and its folds; refuse a folder stamped by another run."""
+    p = cfg.protocol
+    assert p is not None
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = out / "config.sha256"
+    digest = hashlib.sha256((_config_hash(cfg) + base.cube_sha256).encode()).hexdigest()
+    if stamp.exists() and stamp.read_text(encoding="utf-8").strip() != digest:
+        raise ValueError(f"{out} holds a protocol run of another configuration or cube; choose another --out or "
+                         "delete it")
+    _write_atomic(stamp, digest + "\n")  # processes sharing a run write the same bytes
+    _write_atomic(out / "folds.json", json.dumps({
+        "n_folds": p.folds, "sealed_blocks": int((folds.fold == folds.SEALED).sum()),
+        "fold_blocks": [int((folds.fold == k).sum()) for k in range(p.folds)], "test_seed": p.test_seed,
+        "block_fold": folds.fold.tolist()}) + "\n")
 
 
 def score_test(cfg: ExperimentConfig, cube: CubeArrays, run_dir: Path, progress: bool = True) -> dict:
