@@ -25,9 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.cube.build import build_cube_from_sites  # noqa: E402
+from backend.cube.contract import sha256_file  # noqa: E402
 from backend.cube.grid import Grid  # noqa: E402
 from backend.cube.sites import SiteTable, read_sites  # noqa: E402
-from backend.cube.store import sha256_file  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 
 log = logging.getLogger("bench.cube_build")

@@ -1,26 +1,12 @@
-"""The input channel vocabulary of the contract (visible:, hidden:, cov:, valid:) and its assembly."""
+"""The input channel vocabulary of the contract (visible:, hidden:, cov:, valid:) and species co-occurrence."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from backend.cube.contract import channel_names
 
-def channel_names(species: list[str], covariates: list[str]) -> list[str]:
-    """The channel order fed to the network (and written to model.json)."""
-    return ([f"visible:{s}" for s in species] + [f"hidden:{s}" for s in species]
-            + [f"cov:{c}" for c in covariates] + [f"valid:{c}" for c in covariates])
-
-
-def assemble_inputs(labels: np.ndarray, hidden: np.ndarray, cov: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Stack one window's raw inputs (C, H, W) float32 in the contract's order.
-
-    ``labels`` (S, H, W) presence, ``hidden`` (S, H, W) bool, ``cov`` (K, H, W) as stored with NaN where
-    invalid, ``valid`` (K, H, W). Visible presence is 0 where hidden; covariates stay raw (NaN kept):
-    the network maps NaN to 0 itself, as the exported graph does.
-    """
-    visible = np.where(hidden, 0, labels).astype(np.float32)
-    return np.concatenate([visible, hidden.astype(np.float32), cov.astype(np.float32),
-                           valid.astype(np.float32)], axis=0)
+__all__ = ["channel_names", "cooccurrence_matrix"]
 
 
 def cooccurrence_matrix(labels: np.ndarray, cells: np.ndarray) -> np.ndarray:

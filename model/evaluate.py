@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from backend.cube.contract import sha256_file
 from model.baselines import KrigingBaseline, NeighbourhoodBaseline
 from model.config import REGIMES
 from model.masking import MaskGenerator
@@ -196,7 +197,7 @@ def evaluate_run(exp: Experiment, run_dir: Path, progress: bool = True) -> dict:
             predictor = network_predictor(exp, load_trained(exp, arch, path))
             return {s.regime: score(s, predictor) for s in sets}
 
-        fp = _fingerprint(base_fp, cfg.to_dict()["models"][arch], hashlib.sha256(path.read_bytes()).hexdigest())
+        fp = _fingerprint(base_fp, cfg.to_dict()["models"][arch], sha256_file(path))
         for regime, summary in _cached(cache / f"{arch}-seed-{seed}.json", fp, compute).items():
             results[regime].setdefault(arch, {"runs": {}})["runs"][f"seed-{seed}"] = summary
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.channels import channel_names
+from backend.cube.contract import channel_names, sha256_file
 from model.networks import GatedExperts, M3Network, ProbabilityModel
 from model.report import _clean, headline
 from model.train import Experiment, load_trained, model_dir
@@ -59,11 +58,6 @@ def _headline(metrics: dict | None) -> dict:
     return headline(metrics)
 
 
-def sha256(path: Path) -> str:
-    """sha256 hex digest of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export_run(exp: Experiment, run_dir: Path) -> dict:
     """Export the selected UNet of a run to model.onnx and write model.json; return model.json's content."""
     metrics_path = run_dir / "metrics.json"
@@ -89,7 +83,7 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
             "blur_radius": int(stem.radius),
             "extra_radii": list(stem.extra_radii),
         },
-        "opset": OPSET, "sha256": sha256(onnx_path), "config": exp.cfg.to_dict(),
+        "opset": OPSET, "sha256": sha256_file(onnx_path), "config": exp.cfg.to_dict(),
         "metrics": _headline(metrics), "cube": exp.cube.cube_sha256,
         "seed": seed, "arch": "unet",
     }

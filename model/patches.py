@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.channels import assemble_inputs
-from model.cube_data import CubeArrays
+from backend.cube.contract import CubeArrays, InputLayout, assemble_inputs
 from model.masking import MaskGenerator, evaluation_masks
 from model.splits import BUFFER, TEST, TRAIN, UNKNOWN, VAL, BlockSplit
 
@@ -44,6 +43,7 @@ class PatchSampler:
         if rows.size == 0:
             raise ValueError("no covered train cells: check the coverage layer and data.split_fractions")
         self.rows, self.cols = rows, cols
+        self.layout = InputLayout.of(cube.species, cube.covariates)
 
     def patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One (x, y, loss_mask) patch with a fresh training mask."""
@@ -51,15 +51,15 @@ class PatchSampler:
         i = int(rng.integers(self.rows.size))
         r0, c0 = _origin(int(self.rows[i]), self.size, h), _origin(int(self.cols[i]), self.size, w)
         win = (slice(r0, r0 + self.size), slice(c0, c0 + self.size))
-        labels = self.cube.labels[:, win[0], win[1]]
+        view = self.cube.crop(*win)
+        labels = view.labels
         cells = self.split.cell_split[win]
         _, hidden = self.masks.sample(rng, cells.shape)
         outside_train = (cells == VAL) | (cells == TEST) | (cells == BUFFER) | (cells == UNKNOWN)
         hidden |= outside_train[None]
-        cov = self.cube.cov[:, win[0], win[1]]
         if self.covariate_noise > 0:  # NaN (no data) stays NaN
-            cov = cov + rng.normal(0.0, self.covariate_noise, size=cov.shape).astype(np.float32)
-        x = assemble_inputs(labels, hidden, cov, self.cube.valid[:, win[0], win[1]])
+            view.cov = view.cov + rng.normal(0.0, self.covariate_noise, size=view.cov.shape).astype(np.float32)
+        x = assemble_inputs(self.layout, view, hidden)
         loss_mask = hidden & ((cells == TRAIN) & self.cube.coverage[win])[None]
         y = labels.astype(np.float32)
         if self.augment:
@@ -145,5 +145,6 @@ def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regim
 def case_inputs(cube: CubeArrays, case: EvalCase) -> np.ndarray:
     """The raw input window (C, H, W) of an evaluation case, built on demand to keep memory small."""
     (r0, c0), (h, w) = case.origin, case.labels.shape[1:]
-    win = (slice(r0, r0 + h), slice(c0, c0 + w))
-    return assemble_inputs(case.labels, case.hidden, cube.cov[:, win[0], win[1]], cube.valid[:, win[0], win[1]])
+    view = cube.crop(slice(r0, r0 + h), slice(c0, c0 + w))
+    view.labels = case.labels
+    return assemble_inputs(InputLayout.of(cube.species, cube.covariates), view, case.hidden)

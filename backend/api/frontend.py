@@ -63,21 +63,21 @@ def get_colormap(
             response_model=CoverageCollection)
 def get_coverage(settings: SettingsDep) -> CoverageCollection:
     """The covered states of the cube's coverage rule as GeoJSON (empty before a cube is built)."""
-    import json
-
     import shapely
 
+    from backend.cube.contract import CUBE_JSON, read_manifest
     from backend.geo.boundaries import load_states
 
-    manifest = settings.cube_dir / "cube.json"
-    rule = json.loads(manifest.read_text()).get("coverage_rule", {}) if manifest.exists() else {}
-    covered = set(rule.get("covered_states", []))
+    manifest = read_manifest(settings.cube_dir) if (settings.cube_dir / CUBE_JSON).exists() else None
+    rule = manifest.coverage_rule if manifest is not None else None
+    covered = set(rule.covered_states if rule is not None else [])
     features = [
         {"type": "Feature", "properties": {"state": s.code, "name": s.name},
          "geometry": shapely.geometry.mapping(shapely.simplify(s.geometry, 0.01))}
         for s in load_states() if s.code in covered
     ]
-    return CoverageCollection(type="FeatureCollection", features=features, description=rule.get("description"))
+    description = rule.description if rule is not None else None
+    return CoverageCollection(type="FeatureCollection", features=features, description=description)
 
 
 @router.get("/api/config", summary="Settings the map page needs", response_model=PageConfig)

@@ -13,6 +13,23 @@ import numpy as np
 from tqdm import tqdm
 
 from backend.cube import coverage as cov
+from backend.cube.contract import (
+    COUNTS_TIF,
+    COVARIATES_TIF,
+    COVERAGE_TIF,
+    CROSSREF_TIF,
+    CUBE_FORMAT,
+    CUBE_JSON,
+    GEOTIFFS,
+    LABELS_TIF,
+    NATIONAL_TIF,
+    QUICKLOOK_DIR,
+    STATES_TIF,
+    SURVEY_TIF,
+    VALID_TIF,
+    check_manifest,
+    sha256_file,
+)
 from backend.cube.covariates import Covariate, normalisation, parse_covariate_option, user_covariate
 from backend.cube.grid import Grid
 from backend.cube.labels import (
@@ -31,7 +48,7 @@ from backend.cube.quicklook import QuickLook, render
 from backend.cube.shipped import SHIPPED_COVARIATES, shipped_covariates, shipped_inputs
 from backend.cube.sites import SiteTable, read_sites
 from backend.cube.sources import CovariateError, read_user_geotiff
-from backend.cube.store import sha256_file, staged_output, write_geotiff, write_json
+from backend.cube.store import staged_output, write_geotiff, write_json
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -39,20 +56,6 @@ if TYPE_CHECKING:
     from backend.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: Version of the cube layout described by cube.json. 2 adds labels_survey.tif, labels_national.tif,
-#: states.tif and the "states" list; the files of format 1 are unchanged, so its readers read format 2.
-CUBE_FORMAT = 2
-LABELS_TIF = "labels.tif"
-COUNTS_TIF = "label_counts.tif"
-CROSSREF_TIF = "crossref_counts.tif"
-COVERAGE_TIF = "coverage.tif"
-COVARIATES_TIF = "covariates.tif"
-VALID_TIF = "covariates_valid.tif"
-SURVEY_TIF = "labels_survey.tif"
-NATIONAL_TIF = "labels_national.tif"
-STATES_TIF = "states.tif"
-
 
 @dataclass(frozen=True)
 class CubeRequest:
@@ -196,13 +199,13 @@ def build_cube_from_sites(
             if quicklooks:
                 t0 = step("quick-looks")
                 looks = _quicklooks(request, counts, survey_counts, national_counts, xref_counts, states, layers)
-                render(staging / "quicklook", grid, looks, progress=progress)
+                render(staging / QUICKLOOK_DIR, grid, looks, progress=progress)
                 done("quick-looks", t0)
-            write_json(staging / "cube.json", manifest)
+            write_json(staging / CUBE_JSON, manifest)
     finally:
         bar.close()
     log.info("cube written to %s (%d x %d cells)", out_dir, grid.height, grid.width)
-    return out_dir / "cube.json"
+    return out_dir / CUBE_JSON
 
 
 def _write(
@@ -254,18 +257,7 @@ def _write(
     survey_stats = label_statistics(species, survey_counts, coverage)
     national_stats = label_statistics(species, national_counts, coverage)
     xref_stats = label_statistics(xref, xref_counts, coverage)
-    tifs = [
-        LABELS_TIF,
-        SURVEY_TIF,
-        NATIONAL_TIF,
-        COUNTS_TIF,
-        CROSSREF_TIF,
-        COVERAGE_TIF,
-        STATES_TIF,
-        COVARIATES_TIF,
-        VALID_TIF,
-    ]
-    return {
+    manifest = {
         "format": CUBE_FORMAT,
         "grid": grid.to_json(),
         "species": species,
@@ -356,10 +348,12 @@ def _write(
                 "bands": [{"name": f"{c.name}_valid", "cells": int(c.valid.sum(dtype=np.int64))} for c in layers],
             },
         },
-        "checksums": {name: sha256_file(staging / name) for name in tifs},
+        "checksums": {name: sha256_file(staging / name) for name in GEOTIFFS},
         "coverage_rule": cov.rule_to_json(cov.COVERAGE_RULE, cov.DEFAULT_MIN_SITES, states.covered),
         "inputs": inputs,
     }
+    check_manifest(manifest)
+    return manifest
 
 
 def _quicklooks(

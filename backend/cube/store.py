@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,19 +13,11 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from backend.cube.contract import CUBE_JSON
 from backend.cube.grid import Grid
 
 #: GDAL options that keep the bytes of a GeoTIFF a function of its pixels and tags only.
 _GDAL_ENV = {"GDAL_NUM_THREADS": "1"}
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """The sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_geotiff(
@@ -76,7 +67,7 @@ def staged_output(out_dir: Path) -> Iterator[Path]:
     try:
         yield staging
         files = sorted(p for p in staging.rglob("*") if p.is_file())
-        files.sort(key=lambda p: p.name == "cube.json")
+        files.sort(key=lambda p: p.name == CUBE_JSON)
         for src in files:
             dst = out_dir / src.relative_to(staging)
             dst.parent.mkdir(parents=True, exist_ok=True)

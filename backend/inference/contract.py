@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.cube.store import sha256_file
+from backend.cube.contract import sha256_file
 
 MODEL_FORMAT = "m3-model/1"
 CHANNEL_KINDS = ("visible", "hidden", "cov", "valid")

@@ -11,6 +11,7 @@ import rasterio
 from affine import Affine
 
 from backend.cube.build import build_cube_from_sites
+from backend.cube.contract import CUBE_FORMAT, CUBE_JSON, GEOTIFFS, check_manifest, read_manifest, sha256_file
 from backend.cube.grid import Grid
 from backend.cube.labels import UnknownSpeciesError
 from backend.cube.sites import SiteTable
@@ -92,6 +93,20 @@ def test_every_file_and_band_is_written(built: tuple[Path, Path, SiteTable], wes
     assert manifest["inputs"]["sites"]["rows"] == 301
     assert manifest["coverage_rule"]["covered_states"] == ["CA"]
     assert not list(out.glob(".staging-*"))
+
+
+def test_manifest_is_what_the_contract_describes(built: tuple[Path, Path, SiteTable]) -> None:
+    out, _, _ = built
+    content = json.loads((out / CUBE_JSON).read_text())
+    manifest = check_manifest(content)
+    assert manifest == read_manifest(out) and manifest.format == CUBE_FORMAT
+    assert set(manifest.checksums) == set(GEOTIFFS)
+    for name in GEOTIFFS:
+        assert manifest.checksums[name] == sha256_file(out / name)
+        with rasterio.open(out / name) as ds:
+            assert list(manifest.band_names(name)) == list(ds.descriptions)
+    assert manifest.sites is not None and manifest.coverage_rule is not None and manifest.grid is not None
+    assert {k for k, v in manifest.files.items() if v.kind is None or v.dtype is None} == set()
 
 
 def test_label_counts_sum_to_sites_inside(built: tuple[Path, Path, SiteTable]) -> None:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from backend.cube.contract import sha256_file
 from backend.cube.grid import Grid
-from backend.cube.store import sha256_file, staged_output, write_geotiff
+from backend.cube.store import staged_output, write_geotiff
 
 
 @pytest.fixture()

@@ -10,9 +10,9 @@ import pytest
 import rasterio
 
 from backend.cube.build import build_cube
+from backend.cube.contract import sha256_file
 from backend.cube.grid import Grid
 from backend.cube.sites import read_sites
-from backend.cube.store import sha256_file
 from backend.settings import Settings
 
 

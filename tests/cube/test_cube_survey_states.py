@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from backend.cube.build import CUBE_FORMAT, NATIONAL_TIF, STATES_TIF, SURVEY_TIF, build_cube_from_sites
+from backend.cube.build import build_cube_from_sites
+from backend.cube.contract import CUBE_FORMAT, NATIONAL_TIF, STATES_TIF, SURVEY_TIF
 from backend.cube.coverage import COVERAGE_RULE, state_layers, state_mask, systematic_sources
 from backend.cube.grid import Grid
 from backend.cube.labels import count_layers, from_sources, locate_sites, select_cells
