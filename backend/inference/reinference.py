@@ -104,7 +104,7 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
                     "clusters": {"top_share": settings.cluster_top_share, "min_cells": settings.cluster_min_cells,
                                  "site_distance_m": settings.cluster_site_distance_m, "thresholds": thresholds}}
         with engine.begin() as conn:
-            store_clusters(conn, version, found)
+            store_clusters(conn, version, found, cube.grid.crs)
             publish_version(conn, version, infos, ensemble)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

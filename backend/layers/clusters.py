@@ -9,6 +9,7 @@ with the known sites of any commodity inside them, and ranked by probability, si
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ class Cluster:
     n_cells: int
     area_km2: float
     geometry: shapely.MultiPolygon
+    footprint: shapely.Geometry  # the same cells on the grid CRS (distances are measured there)
 
 
 def far_from_records(labels: np.ndarray, cell_m: float, distance_m: float) -> np.ndarray:
@@ -98,13 +100,20 @@ def find_clusters(discrepancy: np.ndarray, grid: Grid, species: str, *, eligible
         lonlat = project_geometry(merged, grid.crs, "EPSG:4326")
         multi = lonlat if isinstance(lonlat, shapely.MultiPolygon) else shapely.MultiPolygon([lonlat])
         out.append(Cluster(species=species, mean_score=float(means[i]), max_score=float(maxes[i]),
-                           n_cells=int(sizes[i]), area_km2=float(sizes[i] * cell_km2), geometry=multi))
+                           n_cells=int(sizes[i]), area_km2=float(sizes[i] * cell_km2), geometry=multi,
+                           footprint=merged))
     return out
 
 
 INSERT_SQL = sa.text("""
-INSERT INTO clusters (layer_version, species, rank, mean_score, max_score, n_cells, area_km2, geom)
-VALUES (:version, :species, 0, :mean, :max, :n_cells, :area, ST_Multi(ST_MakeValid(ST_GeomFromText(:wkt, 4326))))
+INSERT INTO clusters (layer_version, species, rank, mean_score, max_score, n_cells, area_km2, geom, nearest_site,
+                      nearest_distance_m)
+VALUES (:version, :species, 0, :mean, :max, :n_cells, :area, ST_Multi(ST_MakeValid(ST_GeomFromText(:wkt, 4326))),
+        CAST(:nearest AS jsonb), :distance)
+""")
+
+SPECIES_SITES_SQL = sa.text("""
+SELECT id, name, source, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM sites WHERE :species = ANY(species) ORDER BY id
 """)
 
 #: Known sites of any commodity inside each cluster of a version (subdivided pieces keep the index probes small).
@@ -130,22 +139,6 @@ FROM (
 WHERE c.id = agg.cluster_id
 """)
 
-#: The nearest known site of each cluster's species: the 16 nearest in lon/lat, then the nearest in metres on the
-#: equal-area grid CRS (EPSG:5070).
-NEAREST_SQL = sa.text("""
-UPDATE clusters c
-SET nearest_site = n.site, nearest_distance_m = n.distance_m
-FROM clusters c2
-CROSS JOIN LATERAL (
-  SELECT jsonb_build_object('id', s.id, 'name', s.name, 'source', s.source,
-                            'lon', round(ST_X(s.geom)::numeric, 5), 'lat', round(ST_Y(s.geom)::numeric, 5)) AS site,
-         round(ST_Distance(ST_Transform(s.geom, 5070), ST_Transform(c2.geom, 5070))) AS distance_m
-  FROM (SELECT * FROM sites WHERE c2.species = ANY(species) ORDER BY geom <-> c2.geom LIMIT 16) s
-  ORDER BY distance_m, s.id LIMIT 1
-) n
-WHERE c.id = c2.id AND c2.layer_version = :version
-""")
-
 #: Score = mean probability x ln(1 + cells) x ln(1 + km to the nearest known site of the species, capped);
 #: rank 1 is each species' highest score in its version.
 RANK_SQL = sa.text("""
@@ -160,14 +153,37 @@ UPDATE clusters c SET score = ranked.s, rank = ranked.r FROM ranked WHERE c.id =
 """)
 
 
-def store_clusters(conn: sa.Connection, version: int, found: list[Cluster]) -> int:
-    """Insert the clusters of a version, attach the known sites inside and the nearest of the species, rank them."""
+def nearest_sites(conn: sa.Connection, species: str, footprints: list[shapely.Geometry],
+                  crs: str) -> list[tuple[dict | None, float | None]]:
+    """For each footprint (grid CRS), the nearest known site of ``species`` and its distance in metres (exact)."""
+    rows = conn.execute(SPECIES_SITES_SQL, {"species": species}).all()
+    if not rows:
+        return [(None, None)] * len(footprints)
+    lonlat = shapely.MultiPoint([(r.lon, r.lat) for r in rows])
+    points = shapely.get_parts(project_geometry(lonlat, "EPSG:4326", crs))
+    tree = shapely.STRtree(points)
+    (which, site), distance = tree.query_nearest(footprints, return_distance=True, all_matches=False)
+    out: list[tuple[dict | None, float | None]] = [(None, None)] * len(footprints)
+    for w, k, d in zip(which, site, distance, strict=True):
+        r = rows[int(k)]
+        out[int(w)] = ({"id": r.id, "name": r.name, "source": r.source, "lon": round(r.lon, 5),
+                        "lat": round(r.lat, 5)}, round(float(d)))
+    return out
+
+
+def store_clusters(conn: sa.Connection, version: int, found: list[Cluster], crs: str) -> int:
+    """Insert a version's clusters with the nearest known site of their species (on ``crs``), sites inside, ranks."""
+    nearest: dict[int, tuple[dict | None, float | None]] = {}
+    for species in sorted({c.species for c in found}):
+        idx = [i for i, c in enumerate(found) if c.species == species]
+        nearest.update(zip(idx, nearest_sites(conn, species, [found[i].footprint for i in idx], crs), strict=True))
     rows = [{"version": version, "species": c.species, "mean": c.mean_score, "max": c.max_score,
-             "n_cells": c.n_cells, "area": c.area_km2, "wkt": c.geometry.wkt} for c in found]
+             "n_cells": c.n_cells, "area": c.area_km2, "wkt": c.geometry.wkt,
+             "nearest": None if nearest[i][0] is None else json.dumps(nearest[i][0]), "distance": nearest[i][1]}
+            for i, c in enumerate(found)]
     if rows:
         conn.execute(INSERT_SQL, rows)
         conn.execute(INSIDE_SQL, {"version": version, "listed": SITES_LISTED})
-        conn.execute(NEAREST_SQL, {"version": version})
         conn.execute(RANK_SQL, {"version": version, "cap": NOVELTY_CAP_KM})
     log.info("stored %d clusters for layer version %d", len(rows), version)
     return len(rows)
