@@ -7,12 +7,12 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -240,7 +240,7 @@ class _Run:
         self.step += 1
         return loss, parts
 
-    def checkpoint(self, numpy_rng: dict) -> dict:
+    def checkpoint(self, numpy_rng: Mapping[str, Any]) -> dict:
         """The resumable state, with the batch generator's state ``numpy_rng`` from before the next draw."""
         return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
                 "numpy_rng": numpy_rng, "torch_rng": torch.get_rng_state(),
@@ -368,7 +368,7 @@ def _train_steps(exp: Experiment, arch: str, run: _Run, files: _ModelFiles, name
 
 
 def _prefetched(sampler: PatchSampler, rng: np.random.Generator, size: int, step: int,
-                steps: int) -> Iterator[tuple[Batch, dict]]:
+                steps: int) -> Generator[tuple[Batch, Mapping[str, Any]], None, None]:
     """The batches of steps ``step``..``steps`` - 1, each with the generator's state from before the next draw.
 
     The next batch is drawn in a background thread while a step runs (on a GPU the numpy sampler was two
