@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,68 +57,84 @@ def run_ensemble(
     dense in-place arithmetic: a few [S, H, W] arrays of memory. Each evaluation's sums are added by a
     thread pool in row blocks while the next evaluation runs.
     """
-    n_sp = len(species)
-    shape = schedule.shape
-    total = len(schedule)
-    acc = np.zeros((n_sp, *shape), dtype=np.float32)
-    acc2 = np.zeros((n_sp, *shape), dtype=np.float32)
-    wsum = np.zeros(shape, dtype=np.float32)
-    count = np.zeros(shape, dtype=np.uint16)
+    n_sp, shape, total = len(species), schedule.shape, len(schedule)
     workers = threads or min(8, os.cpu_count() or 1)
-    step = max(1, -(-shape[0] // workers))
-    blocks = [(r, min(r + step, shape[0])) for r in range(0, shape[0], step)]
-    scratch = np.empty(shape, dtype=np.float32)
-
-    def accumulate_rows(region: np.ndarray, weight: np.ndarray, prob: np.ndarray, r0: int, r1: int) -> None:
-        """Add one evaluation to the sums of the cells it hid, rows r0..r1."""
-        sc = scratch[r0:r1]
-        w = weight[r0:r1]
-        count[r0:r1] += region[r0:r1]
-        wsum[r0:r1] += w
-        for s in range(n_sp):
-            p = prob[s, r0:r1]
-            np.multiply(p, w, out=sc)
-            acc[s, r0:r1] += sc
-            np.multiply(sc, p, out=sc)
-            acc2[s, r0:r1] += sc
-
+    sums = WeightedSums(n_sp, shape, workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="m3-sums") as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="m3-sums-driver") as driver:
-
-        def accumulate(region: np.ndarray, weight: np.ndarray, prob: np.ndarray) -> None:
-            for f in [pool.submit(accumulate_rows, region, weight, prob, r0, r1) for r0, r1 in blocks]:
-                f.result()
-
         pending: Future[None] | None = None
-        done = 0
-        for r in range(schedule.rounds):
-            cover = schedule.round(r)
-            part = cover.part()
-            taper_weights = cover.weights(taper)
-            for k in range(cover.parts):
-                region = part == k
-                prob = evaluate(np.broadcast_to(region, (n_sp, *shape)), cover.shifts[k])
-                if pending is not None:
-                    pending.result()
-                weight = np.where(region, taper_weights, np.float32(0))
-                pending = driver.submit(accumulate, region, weight, prob)
-                done += 1
-                if progress:
-                    progress(done, total)
+        for done, (region, taper_weights, shift) in enumerate(hidden_regions(schedule, taper), start=1):
+            prob = evaluate(np.broadcast_to(region, (n_sp, *shape)), shift)
+            if pending is not None:
+                pending.result()
+            weight = np.where(region, taper_weights, np.float32(0))
+            pending = driver.submit(sums.add, pool, region, weight, prob)
+            if progress:
+                progress(done, total)
         if pending is not None:
             pending.result()
-    if count.min() < schedule.rounds:  # each round covers the grid: a gap is a bug, not bad luck
-        raise RuntimeError(f"{int((count < schedule.rounds).sum())} cells hidden fewer than {schedule.rounds} times")
-    mean = np.divide(acc, wsum, out=acc)              # in place: these arrays are [S, H, W] each
-    var = np.divide(acc2, wsum, out=acc2)
-    for s in range(n_sp):
-        np.multiply(mean[s], mean[s], out=scratch)
-        var[s] -= scratch
-    std = np.sqrt(np.maximum(var, 0, out=var), out=var)
-    std[:, count < 2] = np.nan
+    if sums.count.min() < schedule.rounds:  # each round covers the grid: a gap is a bug, not bad luck
+        raise RuntimeError(f"{int((sums.count < schedule.rounds).sum())} cells hidden fewer than "
+                           f"{schedule.rounds} times")
+    mean, std = sums.mean_std()
     log.info("ensemble: %d evaluations in %d rounds, every cell hidden %d times", total, schedule.rounds,
-             int(count.min()))
-    return EnsembleResult(species=species, mean=mean, std=std, count=count, evaluations=total)
+             int(sums.count.min()))
+    return EnsembleResult(species=species, mean=mean, std=std, count=sums.count, evaluations=total)
+
+
+def hidden_regions(schedule: MaskSchedule, taper: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """(hidden region [H, W] bool, its round's taper weights [H, W], shift) of each evaluation, in order."""
+    for r in range(schedule.rounds):
+        cover = schedule.round(r)
+        part = cover.part()
+        taper_weights = cover.weights(taper)
+        for k in range(cover.parts):
+            yield part == k, taper_weights, cover.shifts[k]
+
+
+class WeightedSums:
+    """Per cell-species running sums of w·p and w·p² (float32), per cell the sum of w and the evaluation count.
+
+    Sums are added in row blocks, one per worker of a thread pool; :meth:`mean_std` reduces them in place.
+    """
+
+    def __init__(self, n_species: int, shape: tuple[int, int], workers: int) -> None:
+        self.acc = np.zeros((n_species, *shape), dtype=np.float32)
+        self.acc2 = np.zeros((n_species, *shape), dtype=np.float32)
+        self.wsum = np.zeros(shape, dtype=np.float32)
+        self.count = np.zeros(shape, dtype=np.uint16)
+        self.scratch = np.empty(shape, dtype=np.float32)
+        step = max(1, -(-shape[0] // workers))
+        self.blocks = [(r, min(r + step, shape[0])) for r in range(0, shape[0], step)]
+
+    def add(self, pool: Executor, region: np.ndarray, weight: np.ndarray, prob: np.ndarray) -> None:
+        """Add one evaluation (``weight`` is 0 outside ``region``), a row block per task of ``pool``."""
+        for f in [pool.submit(self.add_rows, region, weight, prob, r0, r1) for r0, r1 in self.blocks]:
+            f.result()
+
+    def add_rows(self, region: np.ndarray, weight: np.ndarray, prob: np.ndarray, r0: int, r1: int) -> None:
+        """Add one evaluation to the sums of the cells it hid, rows r0..r1."""
+        sc = self.scratch[r0:r1]
+        w = weight[r0:r1]
+        self.count[r0:r1] += region[r0:r1]
+        self.wsum[r0:r1] += w
+        for s in range(len(self.acc)):
+            p = prob[s, r0:r1]
+            np.multiply(p, w, out=sc)
+            self.acc[s, r0:r1] += sc
+            np.multiply(sc, p, out=sc)
+            self.acc2[s, r0:r1] += sc
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weighted mean, weighted std), computed in place of the sums; std is NaN where fewer than two hid."""
+        mean = np.divide(self.acc, self.wsum, out=self.acc)  # in place: these arrays are [S, H, W] each
+        var = np.divide(self.acc2, self.wsum, out=self.acc2)
+        for s in range(len(mean)):
+            np.multiply(mean[s], mean[s], out=self.scratch)
+            var[s] -= self.scratch
+        std = np.sqrt(np.maximum(var, 0, out=var), out=var)
+        std[:, self.count < 2] = np.nan
+        return mean, std
 
 
 def discrepancy(mean: np.ndarray, labels: np.ndarray, coverage: np.ndarray) -> np.ndarray:
