@@ -68,65 +68,72 @@ def block_cumsums(graph, block: int = 16) -> int:
     block / 2 + L / (2 block²) additions per element instead of L / 2. The result is the same running
     sum (exactly so for the integer-valued sums of 0/1 layers). Returns how many nodes were rewritten.
     """
-    from onnx import helper, numpy_helper
-
-    def const(name: str, values: list[int]) -> str:
-        graph.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
-        return name
-
     rewritten = 0
     new_nodes = []
     for node in graph.node:
-        axis = _constant_int(graph, node.input[1]) if node.op_type == "CumSum" else None
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if axis not in (2, 3) or attrs.get("exclusive", 0) or attrs.get("reverse", 0):
+        axis = _plain_cumsum_axis(graph, node)
+        if axis not in (2, 3):
             new_nodes.append(node)
             continue
-        p = f"{_PREFIX}cumsum{rewritten}_"
-        x, y = node.input[0], node.output[0]
-        b = const(p + "block", [block])
-        other = [0, 1, 2, 3]
-        nodes = [
-            helper.make_node("Shape", [x], [p + "shape"]),
-            helper.make_node("Gather", [p + "shape", const(p + "axis_index", [axis])], [p + "length"], axis=0),
-            helper.make_node("Mod", [p + "length", b], [p + "rem"]),
-            helper.make_node("Sub", [b, p + "rem"], [p + "missing"]),
-            helper.make_node("Mod", [p + "missing", b], [p + "padlen"]),
-            helper.make_node("Concat", [const(p + "zeros_before", [0] * (4 + axis)), p + "padlen",
-                                        const(p + "zeros_after", [0] * (3 - axis))], [p + "pads"], axis=0),
-            helper.make_node("Pad", [x, p + "pads"], [p + "padded"], mode="constant"),
-            helper.make_node("Add", [p + "length", p + "padlen"], [p + "padded_length"]),
-            helper.make_node("Div", [p + "padded_length", b], [p + "blocks"]),
-            helper.make_node("Gather", [p + "shape", const(p + "lead_index", other[:axis])], [p + "lead"], axis=0),
-        ]
-        if axis == 3:
-            nodes += [
-                helper.make_node("Concat", [p + "lead", p + "blocks", b], [p + "shape5"], axis=0),
-                helper.make_node("Concat", [p + "lead", p + "padded_length"], [p + "shape4"], axis=0),
-            ]
-        else:
-            nodes += [
-                helper.make_node("Gather", [p + "shape", const(p + "tail_index", [3])], [p + "tail"], axis=0),
-                helper.make_node("Concat", [p + "lead", p + "blocks", b, p + "tail"], [p + "shape5"], axis=0),
-                helper.make_node("Concat", [p + "lead", p + "padded_length", p + "tail"], [p + "shape4"], axis=0),
-            ]
-        nodes += [
-            helper.make_node("Reshape", [p + "padded", p + "shape5"], [p + "blocked"]),
-            helper.make_node("CumSum", [p + "blocked", const(p + "inner_axis", [axis + 1])], [p + "inner"]),
-            helper.make_node("Slice", [p + "inner", const(p + "last_start", [block - 1]), b,
-                                       const(p + "inner_axes", [axis + 1])], [p + "totals"]),
-            helper.make_node("CumSum", [p + "totals", const(p + "outer_axis", [axis])], [p + "offsets"], exclusive=1),
-            helper.make_node("Add", [p + "inner", p + "offsets"], [p + "summed"]),
-            helper.make_node("Reshape", [p + "summed", p + "shape4"], [p + "unblocked"]),
-            helper.make_node("Slice", [p + "unblocked", const(p + "start", [0]), p + "length",
-                                       const(p + "axes", [axis])], [y]),
-        ]
-        new_nodes += nodes
+        new_nodes += _blocked_cumsum(graph, node.input[0], node.output[0], axis, block,
+                                     f"{_PREFIX}cumsum{rewritten}_")
         rewritten += 1
     used = {i for n in new_nodes for i in n.input} | {o.name for o in graph.output}
     del graph.node[:]
     graph.node.extend(n for n in new_nodes if n.op_type != "Constant" or n.output[0] in used)
     return rewritten
+
+
+def _plain_cumsum_axis(graph, node) -> int | None:
+    """The constant axis of an inclusive, forward CumSum node (None for any other node)."""
+    from onnx import helper
+
+    if node.op_type != "CumSum":
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("exclusive", 0) or attrs.get("reverse", 0):
+        return None
+    return _constant_int(graph, node.input[1])
+
+
+def _blocked_cumsum(graph, x: str, y: str, axis: int, block: int, p: str) -> list:
+    """Nodes computing ``y`` = CumSum(``x``, ``axis``) by blocks of ``block``; names and constants prefixed ``p``."""
+    from onnx import helper, numpy_helper
+
+    def const(name: str, values: list[int]) -> str:
+        graph.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=np.int64), p + name))
+        return p + name
+
+    b = const("block", [block])
+    nodes = [
+        helper.make_node("Shape", [x], [p + "shape"]),
+        helper.make_node("Gather", [p + "shape", const("axis_index", [axis])], [p + "length"], axis=0),
+        helper.make_node("Mod", [p + "length", b], [p + "rem"]),
+        helper.make_node("Sub", [b, p + "rem"], [p + "missing"]),
+        helper.make_node("Mod", [p + "missing", b], [p + "padlen"]),
+        helper.make_node("Concat", [const("zeros_before", [0] * (4 + axis)), p + "padlen",
+                                    const("zeros_after", [0] * (3 - axis))], [p + "pads"], axis=0),
+        helper.make_node("Pad", [x, p + "pads"], [p + "padded"], mode="constant"),
+        helper.make_node("Add", [p + "length", p + "padlen"], [p + "padded_length"]),
+        helper.make_node("Div", [p + "padded_length", b], [p + "blocks"]),
+        helper.make_node("Gather", [p + "shape", const("lead_index", [0, 1, 2, 3][:axis])], [p + "lead"], axis=0),
+    ]
+    tail = [] if axis == 3 else [p + "tail"]
+    if tail:
+        nodes.append(helper.make_node("Gather", [p + "shape", const("tail_index", [3])], tail, axis=0))
+    nodes += [
+        helper.make_node("Concat", [p + "lead", p + "blocks", b, *tail], [p + "shape5"], axis=0),
+        helper.make_node("Concat", [p + "lead", p + "padded_length", *tail], [p + "shape4"], axis=0),
+        helper.make_node("Reshape", [p + "padded", p + "shape5"], [p + "blocked"]),
+        helper.make_node("CumSum", [p + "blocked", const("inner_axis", [axis + 1])], [p + "inner"]),
+        helper.make_node("Slice", [p + "inner", const("last_start", [block - 1]), b, const("inner_axes", [axis + 1])],
+                         [p + "totals"]),
+        helper.make_node("CumSum", [p + "totals", const("outer_axis", [axis])], [p + "offsets"], exclusive=1),
+        helper.make_node("Add", [p + "inner", p + "offsets"], [p + "summed"]),
+        helper.make_node("Reshape", [p + "summed", p + "shape4"], [p + "unblocked"]),
+        helper.make_node("Slice", [p + "unblocked", const("start", [0]), p + "length", const("axes", [axis])], [y]),
+    ]
+    return nodes
 
 
 def wrap_model(model_bytes: bytes, card: ModelCard, cumsum_block: int = 16) -> bytes:
