@@ -10,7 +10,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import attr
 import shapely
@@ -22,6 +22,7 @@ from morecantile.errors import InvalidZoomError
 from rio_tiler.colormap import cmap
 from rio_tiler.models import ImageData
 from rio_tiler.types import ColorMapType
+from starlette.datastructures import QueryParams
 from titiler.core.algorithm import BaseAlgorithm, algorithms
 from titiler.core.dependencies import ImageRenderingParams
 from titiler.core.factory import TilerFactory
@@ -111,6 +112,12 @@ def check_tile_query(request: Request) -> None:
     for text in query.getlist("bidx"):
         if _number("bidx", text) != 1:
             raise BadQuery("bidx", f"bidx {text[:20]} does not exist: every layer has one band (bidx=1)")
+    _check_texts(query)
+    _check_tile_path(query, request.path_params)
+
+
+def _check_texts(query: QueryParams) -> None:
+    """BadQuery for a band other than b1, an over-long text, bad algorithm parameters or a bad histogram range."""
     for band in re.findall(r"\bb(\d+)\b", query.get("expression", "")):
         if band != "1":
             raise BadQuery("expression", f"expression names band b{band[:10]}: every layer has one band (b1)")
@@ -129,7 +136,10 @@ def check_tile_query(request: Request) -> None:
         bounds = [_number("histogram_range", t) for t in query["histogram_range"].split(",")]
         if len(bounds) != 2 or bounds[0] >= bounds[1]:
             raise BadQuery("histogram_range", "histogram_range is min,max with min < max")
-    path = request.path_params
+
+
+def _check_tile_path(query: QueryParams, path: dict[str, Any]) -> None:
+    """BadQuery for zoom levels, a tile index or a point outside the tile matrix set or the globe."""
     tms = path.get("tileMatrixSetId")
     for name in ("minzoom", "maxzoom"):
         if name in query and tms in TILE_MATRIX_SETS.list():
