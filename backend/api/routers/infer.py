@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
@@ -28,7 +29,7 @@ from backend.api.schemas import (
 )
 from backend.api.serve_errors import BoxTooLarge, ServiceNotReady
 from backend.api.serving import Serving, ServingDep
-from backend.inference.infill import InfillRequest, run_infill
+from backend.inference.infill import InfillRequest, InfillResult, run_infill
 from backend.layers.catalog import TemporaryLayer
 from backend.layers.cog import read_geographic_bounds, write_layer
 from backend.memory import release_freed_memory
@@ -104,19 +105,26 @@ def _png(values: np.ndarray) -> bytes:
     return img.rescale(in_range=((0.0, 1.0),)).render(img_format="PNG", colormap=cmap.get("viridis"))
 
 
-@router.post("/infer", summary="Run the model now on a box, hiding chosen species and regions",
-             response_model=InferResult, response_model_exclude_unset=True)
-def create_infer(request: Request, serving: ServingDep,
-                 body: Annotated[InferCreate, Body(openapi_examples={"hide zinc": {"value": {
-                     "bbox": "-121.2,38.8,-120.4,39.4", "hide_species": ["zinc"], "ensemble": 1}}})]
-                 ) -> InferResult:
-    """Statistics per species in the box, and the rendered layer (PNG and a temporary tile layer)."""
-    if serving.model is None:
-        raise ServiceNotReady(f"no model loaded: {serving.model_error}")
-    if serving.cube is None:
-        raise ServiceNotReady(f"no cube loaded: {serving.cube_error}")
+@dataclass(frozen=True)
+class _Plan:
+    """A checked infill request: the box and its grid window, the species to report, hide and draw."""
+
+    box: BBox
+    window: Window
+    report: list[str]
+    hide: list[str]
+    regions: tuple[Window, ...]
+    render: str
+
+    @property
+    def cells(self) -> int:
+        """Cells of the box's window."""
+        return int(self.window.width * self.window.height)
+
+
+def _plan(serving: Serving, body: InferCreate, species: list[str]) -> _Plan:
+    """Check a request against the grid, the model's species and the size limits (BadQuery, BoxTooLarge)."""
     settings = serving.settings
-    species = list(serving.model.card.species)
     box = _box(body.bbox, "bbox")
     window = _window(serving, box, "bbox")
     cells = int(window.width * window.height)
@@ -133,15 +141,12 @@ def create_infer(request: Request, serving: ServingDep,
     if body.render is not None and len(drawn) != 1:
         raise BadQuery("render", f"render names one species of: {', '.join(species)}")
     render = drawn[0] if drawn else (hide[0] if hide else report[0])
-    try:
-        result = run_infill(serving.model, serving.cube, InfillRequest(
-            window=window, hide_species=tuple(hide), hide_windows=regions, ensemble=body.ensemble, seed=body.seed,
-            context=settings.infer_context_cells), settings.window_size, settings.window_overlap)
-    finally:
-        release_freed_memory()  # the run's temporaries are freed: give their pages back after a large box
-    grid = serving.cube.grid
-    transform = grid.window_transform(window)
-    cell_km2 = grid.cell * grid.cell / 1e6
+    return _Plan(box, window, report, hide, regions, render)
+
+
+def _statistics(result: InfillResult, species: list[str], report: list[str],
+                cell_km2: float) -> dict[str, InferSpeciesStatistics]:
+    """Statistics of the mean probability of each reported species, its hidden cells and mean spread."""
     stats = {}
     for sp in report:
         i = species.index(sp)
@@ -149,26 +154,58 @@ def create_infer(request: Request, serving: ServingDep,
         stats[sp] = InferSpeciesStatistics(**array_stats(result.mean[i], cell_km2),
                                            hidden_cells=int(result.hidden[i].sum()),
                                            std_mean=float(spread.mean()) if spread.size else None)
+    return stats
+
+
+def _publish(serving: Serving, values: np.ndarray, window: Window, render: str) -> TemporaryLayer:
+    """Write a temporary tile layer of ``values`` on ``window`` and add it to the catalog."""
+    assert serving.cube is not None
+    grid = serving.cube.grid
     layer_id = f"infer-{uuid.uuid4().hex[:16]}.{render}"
     folder = serving.catalog.temporary_dir
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{layer_id}.tif"
-    values = result.mean[species.index(render)]
-    write_layer(values, grid.crs, transform, path)
-    bounds = read_geographic_bounds(path)
-    serving.catalog.add_temporary(TemporaryLayer(layer_id, path, bounds))
-    base = str(request.base_url).rstrip("/")
-    query = render_query("prospectivity")
-    tiles = f"{base}/tiles/{layer_id}"
+    write_layer(values, grid.crs, grid.window_transform(window), path)
+    layer = TemporaryLayer(layer_id, path, read_geographic_bounds(path))
+    serving.catalog.add_temporary(layer)
+    return layer
+
+
+@router.post("/infer", summary="Run the model now on a box, hiding chosen species and regions",
+             response_model=InferResult, response_model_exclude_unset=True)
+def create_infer(request: Request, serving: ServingDep,
+                 body: Annotated[InferCreate, Body(openapi_examples={"hide zinc": {"value": {
+                     "bbox": "-121.2,38.8,-120.4,39.4", "hide_species": ["zinc"], "ensemble": 1}}})]
+                 ) -> InferResult:
+    """Statistics per species in the box, and the rendered layer (PNG and a temporary tile layer)."""
+    if serving.model is None:
+        raise ServiceNotReady(f"no model loaded: {serving.model_error}")
+    if serving.cube is None:
+        raise ServiceNotReady(f"no cube loaded: {serving.cube_error}")
+    settings = serving.settings
+    species = list(serving.model.card.species)
+    plan = _plan(serving, body, species)
+    window = plan.window
+    try:
+        result = run_infill(serving.model, serving.cube, InfillRequest(
+            window=window, hide_species=tuple(plan.hide), hide_windows=plan.regions, ensemble=body.ensemble,
+            seed=body.seed, context=settings.infer_context_cells), settings.window_size, settings.window_overlap)
+    finally:
+        release_freed_memory()  # the run's temporaries are freed: give their pages back after a large box
+    grid = serving.cube.grid
+    values = result.mean[species.index(plan.render)]
+    layer = _publish(serving, values, window, plan.render)
+    tiles, query = f"{str(request.base_url).rstrip('/')}/tiles/{layer.id}", render_query("prospectivity")
     return InferResult(
-        bbox=[box.minx, box.miny, box.maxx, box.maxy],
+        bbox=[plan.box.minx, plan.box.miny, plan.box.maxx, plan.box.maxy],
         window=GridWindow(col=int(window.col_off), row=int(window.row_off), width=int(window.width),
                           height=int(window.height)),
-        cells=cells, evaluations=result.evaluations, seconds=round(result.seconds, 3),
-        provider=serving.model.provider, hidden_species=hide, species=stats,
-        layer=InferLayer(id=layer_id, species=render, bounds=list(bounds),
+        cells=plan.cells, evaluations=result.evaluations, seconds=round(result.seconds, 3),
+        provider=serving.model.provider, hidden_species=plan.hide,
+        species=_statistics(result, species, plan.report, grid.cell * grid.cell / 1e6),
+        layer=InferLayer(id=layer.id, species=plan.render, bounds=list(layer.bounds),
                          tilejson=f"{tiles}/WebMercatorQuad/tilejson.json?{query}",
                          tiles=f"{tiles}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{query}"),
-        image=InferImage(species=render, format="png", crs=str(grid.crs), bounds=list(bounds),
+        image=InferImage(species=plan.render, format="png", crs=str(grid.crs), bounds=list(layer.bounds),
                          data=base64.b64encode(_png(values)).decode()),
     )
