@@ -26,7 +26,7 @@ from backend.api.guards import (
     list_query_parameters,
 )
 from backend.api.openapi import install_openapi
-from backend.api.routers import admin, clusters, health, infer, layers, prospectivity, sites, tiles
+from backend.api.routers import admin, clusters, health, infer, layers, prospectivity, site_tiles, sites, tiles
 from backend.api.schemas import problems
 from backend.api.serve_errors import add_serve_exception_handlers
 from backend.api.serving import open_serving
@@ -79,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_serve_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(sites.router)
+    app.include_router(site_tiles.router)
+    site_tiles.mount_tile_decoder(app)
     app.include_router(layers.router)
     app.include_router(clusters.router)
     app.include_router(prospectivity.router)

@@ -150,6 +150,52 @@ class SpeciesList(BaseModel):
     species: list[SpeciesPublic]
 
 
+class CommodityPublic(BaseModel):
+    """A commodity of the store with its count of known sites."""
+
+    id: str = Field(description="Canonical commodity id (the species ids of /api/sites and the site tiles)")
+    label: str
+    sites: int
+    target: bool = Field(description="One of the M3 target species")
+
+
+class CommodityList(BaseModel):
+    """Every commodity some known site records, most sites first, with the store's totals."""
+
+    sites: int = Field(description="Known sites in the store")
+    unrecognised: int = Field(description="Sites none of whose commodities the vocabulary recognises (they show "
+                                          "under every commodity only)")
+    bounds: list[float] | None = Field(min_length=4, max_length=4,
+                                       description="minx,miny,maxx,maxy of every site (null when there are none)")
+    commodities: list[CommodityPublic]
+
+
+class VectorLayer(BaseModel):
+    """A layer of a vector tile set and its fields (TileJSON ``vector_layers``)."""
+
+    id: str
+    description: str
+    minzoom: int
+    maxzoom: int
+    fields: dict[str, str]
+
+
+class SiteTileJSON(BaseModel):
+    """TileJSON 3.0.0 of the site vector tiles for one commodity filter, with the aggregation grid."""
+
+    tilejson: Literal["3.0.0"]
+    name: str
+    description: str
+    tiles: list[str]
+    minzoom: int
+    maxzoom: int
+    bounds: list[float] | None = Field(min_length=4, max_length=4, description=(
+        "minx,miny,maxx,maxy of the matching sites; a client asks for no tile outside (null: no site matches)"))
+    vector_layers: list[VectorLayer]
+    grid: int = Field(description="Cells per tile side: each tile holds one point per occupied cell")
+    sites: int = Field(description="Sites matching the filter")
+
+
 # -- layers ------------------------------------------------------------------------------------------
 
 
