@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -45,6 +46,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     settings.check_production()
+    app = FastAPI(
+        title="M3 prospectivity service",
+        version=__version__,
+        description="Mineral prospectivity from masked infilling of sparse site records (M3).",
+        lifespan=_lifespan(settings),
+        docs_url=None,
+        redoc_url=None,
+        # Any request can meet the guards: a foreign Host (400), a large body (413), a repeated parameter (422).
+        responses=problems(400, 413, 422),
+    )
+    app.state.settings = settings
+    install_openapi(app)
+    # TiTiler's own errors (bad band index, expression, format, ...) first; the service's mapping overrides.
+    add_titiler_exception_handlers(app, {kind: code for kind, code in DEFAULT_STATUS_CODES.items()
+                                         if kind is not Exception})
+    add_exception_handlers(app)
+    add_serve_exception_handlers(app)
+    _include_routes(app, settings)
+    mount_frontend(app)
+    mount_docs(app)
+    _add_middleware(app, settings)
+    return app
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: open the database engine and the serving state; dispose of the engine at the end."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,23 +87,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.engine.dispose()
 
-    app = FastAPI(
-        title="M3 prospectivity service",
-        version=__version__,
-        description="Mineral prospectivity from masked infilling of sparse site records (M3).",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        # Any request can meet the guards: a foreign Host (400), a large body (413), a repeated parameter (422).
-        responses=problems(400, 413, 422),
-    )
-    app.state.settings = settings
-    install_openapi(app)
-    # TiTiler's own errors (bad band index, expression, format, ...) first; the service's mapping overrides.
-    add_titiler_exception_handlers(app, {kind: code for kind, code in DEFAULT_STATUS_CODES.items()
-                                         if kind is not Exception})
-    add_exception_handlers(app)
-    add_serve_exception_handlers(app)
+    return lifespan
+
+
+def _include_routes(app: FastAPI, settings: Settings) -> None:
+    """The API routers (the admin routes only with an admin token), then the tile endpoints."""
     app.include_router(health.router)
     app.include_router(sites.router)
     app.include_router(site_tiles.router)
@@ -88,34 +103,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.admin_enabled:
         app.include_router(admin.router)
     app.include_router(tiles.build_tiles_router())
-    mount_frontend(app)
-    mount_docs(app)
 
-    def cache() -> Any:
-        """The tile cache once the lifespan has opened it."""
-        serving = getattr(app.state, "serving", None)
-        return serving.tile_cache if serving is not None else None
 
-    def version_token(scope: Any, layer_id: str) -> str | None:
-        """The version token of a layer id (None when unknown: the route answers 404)."""
-        try:
-            return app.state.serving.catalog.resolve(layer_id)[1]
-        except (LayerNotFound, SQLAlchemyError):
-            return None
-
-    def tile_parameters() -> set[str]:
-        """Query parameters of the tile endpoints (the others do not change a tile, so the cache drops them)."""
-        return {p["name"] for path, item in app.openapi()["paths"].items() if path.startswith("/tiles/")
-                for op in item.values() for p in op.get("parameters", []) if p.get("in") == "query"}
-
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The load limiter, the tile cache and the guards, innermost first."""
     app.add_middleware(LoadLimiter, pools=_pools(settings))  # inside the cache: a cached tile never waits
-    app.add_middleware(TileCacheMiddleware, cache=cache, resolve=version_token, parameters=tile_parameters)
+    app.add_middleware(TileCacheMiddleware, cache=partial(_tile_cache, app), resolve=partial(_version_token, app),
+                       parameters=partial(_tile_parameters, app))
     # Outermost last: the host is checked first, then the headers, the body size and repeated parameters.
     app.add_middleware(RepeatedParameterGuard, list_parameters=lambda: list_query_parameters(app.openapi()))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, img_sources=_origin(settings.basemap_url))
     app.add_middleware(TrustedHostGuard, allowed=settings.allowed_hosts)
-    return app
+
+
+def _tile_cache(app: FastAPI) -> Any:
+    """The tile cache once the lifespan has opened it."""
+    serving = getattr(app.state, "serving", None)
+    return serving.tile_cache if serving is not None else None
+
+
+def _version_token(app: FastAPI, scope: Any, layer_id: str) -> str | None:
+    """The version token of a layer id (None when unknown: the route answers 404)."""
+    try:
+        return app.state.serving.catalog.resolve(layer_id)[1]
+    except (LayerNotFound, SQLAlchemyError):
+        return None
+
+
+def _tile_parameters(app: FastAPI) -> set[str]:
+    """Query parameters of the tile endpoints (the others do not change a tile, so the cache drops them)."""
+    return {p["name"] for path, item in app.openapi()["paths"].items() if path.startswith("/tiles/")
+            for op in item.values() for p in op.get("parameters", []) if p.get("in") == "query"}
 
 
 def _pools(settings: Settings) -> list[tuple[Pool, Any]]:
