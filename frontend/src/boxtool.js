@@ -13,7 +13,8 @@ export function drawBox(map, button) {
       map.off("mousedown", down); map.off("mousemove", move); map.off("mouseup", up);
       document.removeEventListener("keydown", key);
       map.dragging.enable();
-      container.classList.remove("drawing");
+      // After the click that follows this mouseup, so the click does not open a site popup.
+      setTimeout(() => container.classList.remove("drawing"), 0);
       button.setAttribute("aria-pressed", "false");
       if (rect && !bounds) map.removeLayer(rect);
       resolve(bounds ? { bounds, rect } : null);

@@ -41,7 +41,12 @@ export class ModelLayers {
     if (!tj.tiles || !tj.tiles.length) throw new Error(`no tiles for layer ${layer.id}`);
     const options = { pane, opacity: this.opacity, maxNativeZoom: tj.maxzoom ?? 12, minZoom: 0,
       attribution: "M3 model" };
-    if (tj.bounds) options.bounds = L.latLngBounds([tj.bounds[1], tj.bounds[0]], [tj.bounds[3], tj.bounds[2]]);
+    if (tj.bounds) {
+      // A hair inside the bounds: a tile that only touches their edge (they lie on tile edges) holds no data.
+      const [w, s, e, n] = tj.bounds;
+      const eps = 1e-6;
+      options.bounds = L.latLngBounds([s + eps, w + eps], [n - eps, e - eps]);
+    }
     const t = L.tileLayer(tj.tiles[0], options);
     t.m3Layer = layer;
     return t;

@@ -1,27 +1,28 @@
 // The M3 map page: wires the base layers, model layers, sites, clusters and tools to the URL state.
 
-import { getJSON } from "./api.js";
+import { getJSON, query } from "./api.js";
 import { addBaseLayers } from "./basemap.js";
 import { ClustersLayer } from "./clusters.js";
 import { ModelLayers } from "./layers.js";
 import { SitesLayer } from "./sites.js";
-import { readState, writeState } from "./state.js";
+import { DEFAULTS, LAYER_KINDS, MAX_ZOOM, MIN_ZOOM, readState, writeState } from "./state.js";
 import { setupBoxStats, setupInfill } from "./tools.js";
-import { showError, withBusy } from "./ui.js";
+import { escapeHtml, showError, withBusy } from "./ui.js";
 
 const state = readState();
-const map = L.map("map", { center: [state.lat, state.lon], zoom: state.zoom, minZoom: 3, maxZoom: 12,
+const map = L.map("map", { center: [state.lat, state.lon], zoom: state.zoom, minZoom: MIN_ZOOM, maxZoom: MAX_ZOOM,
   zoomSnap: 1, keyboard: true });
-for (const [name, z] of [["basemap", 150], ["coverage", 380], ["model", 390], ["infill", 395], ["clusters", 420]]) {
+for (const [name, z] of [["basemap", 150], ["coverage", 380], ["model", 390], ["infill", 395], ["sites", 405],
+  ["clusters", 420]]) {
   map.createPane(name).style.zIndex = z;
 }
 map.getPane("basemap").style.pointerEvents = "none";
 map.getPane("model").style.pointerEvents = "none";
 map.getPane("coverage").style.pointerEvents = "none";
+map.getPane("sites").style.pointerEvents = "none"; // clicks on sites are found from the map's click
 L.control.scale({ imperial: true }).addTo(map);
 
 const layers = new ModelLayers(map);
-const sites = new SitesLayer(map);
 const clusters = new ClustersLayer(map);
 const $ = (id) => document.getElementById(id);
 
@@ -30,19 +31,53 @@ function report(err) {
   showError(err);
 }
 
+const sites = new SitesLayer(map, report);
+
 function saveView() {
   const c = map.getCenter();
   Object.assign(state, { lat: c.lat, lon: c.lng, zoom: map.getZoom() });
   writeState(state);
 }
 
+// The commodity id of the sites shown ("" for every site): the chosen one, else the species.
+function sitesCommodity() {
+  if (state.commodity === "all") return "";
+  return state.commodity || state.species;
+}
+
+function updateExportLinks() {
+  const b = map.getBounds();
+  const clampTo = (v, lo, hi) => Math.min(hi, Math.max(lo, v)).toFixed(4);
+  const bbox = [clampTo(b.getWest(), -180, 180), clampTo(b.getSouth(), -90, 90), clampTo(b.getEast(), -180, 180),
+    clampTo(b.getNorth(), -90, 90)].join(",");
+  for (const format of ["csv", "geojson"]) {
+    $(`export-${format}`).href = `/api/sites/export?${query({ bbox, species: sitesCommodity(), format })}`;
+  }
+}
+
 async function refreshSites() {
-  if (!state.sites) { map.removeLayer(sites.group); return; }
-  sites.group.addTo(map);
+  updateExportLinks();
+  if (!state.sites) { sites.hide(); $("sites-summary").textContent = ""; return; }
   try {
-    const res = await withBusy("Loading known sites…", () => sites.load({ species: state.species, allSpecies: state.allSites }));
-    if (res && res.truncated) showError(`Showing the first ${res.shown.toLocaleString()} sites; zoom in to see them all.`, "info");
+    const commodity = sitesCommodity();
+    const tj = await withBusy("Loading known sites…", () => sites.show(commodity));
+    const what = commodity ? ` of ${commodityLabels.get(commodity) || commodity}` : "";
+    $("sites-summary").textContent = `${tj.sites.toLocaleString()} known sites${what}; a dot's size grows with ` +
+      "the sites it stands for. Click one to list them.";
   } catch (err) { report(err); }
+}
+
+const commodityLabels = new Map();
+
+async function fillCommodities(select) {
+  const body = await getJSON("/api/commodities");
+  for (const c of body.commodities) commodityLabels.set(c.id, c.label);
+  select.innerHTML = `<option value="">The species above</option>` +
+    `<option value="all">Every commodity (${body.sites.toLocaleString()} sites)</option>` +
+    body.commodities.map((c) => `<option value="${escapeHtml(c.id)}">${escapeHtml(c.label)} ` +
+      `(${c.sites.toLocaleString()})</option>`).join("");
+  if (state.commodity && state.commodity !== "all" && !commodityLabels.has(state.commodity)) state.commodity = "";
+  select.value = state.commodity;
 }
 
 async function refreshClusters() {
@@ -63,16 +98,18 @@ async function start() {
   const speciesBody = await getJSON("/api/species");
   const species = speciesBody.species.filter((s) => s.target).map((s) => s.id);
   const select = $("species");
+  const commoditySelect = $("sites-commodity");
+  await fillCommodities(commoditySelect).catch(report);
   select.innerHTML = speciesBody.species.filter((s) => s.target)
     .map((s) => `<option value="${s.id}">${s.label} (${s.sites.toLocaleString()} sites)</option>`).join("");
-  if (!species.includes(state.species)) state.species = species[0];
+  if (!species.includes(state.species)) state.species = species.includes(DEFAULTS.species) ? DEFAULTS.species : species[0];
+  if (!LAYER_KINDS.includes(state.layer)) state.layer = DEFAULTS.layer;
   select.value = state.species;
 
   document.querySelectorAll("input[name=layer]").forEach((r) => { r.checked = r.value === state.layer; });
   $("show-sites").checked = state.sites;
   $("show-clusters").checked = state.clusters;
   $("show-coverage").checked = state.coverage;
-  $("sites-all-species").checked = state.allSites;
   $("opacity").value = state.opacity;
   $("opacity-value").textContent = `${state.opacity}%`;
   layers.opacity = state.opacity / 100;
@@ -91,7 +128,7 @@ async function start() {
     writeState(state);
   });
   $("show-sites").addEventListener("change", (e) => { state.sites = e.target.checked; writeState(state); refreshSites(); });
-  $("sites-all-species").addEventListener("change", (e) => { state.allSites = e.target.checked; writeState(state); refreshSites(); });
+  commoditySelect.addEventListener("change", () => { state.commodity = commoditySelect.value; writeState(state); refreshSites(); });
   $("show-clusters").addEventListener("change", (e) => { state.clusters = e.target.checked; writeState(state); refreshClusters(); });
   $("show-coverage").addEventListener("change", async (e) => {
     state.coverage = e.target.checked; writeState(state);
@@ -110,12 +147,7 @@ async function start() {
   setupBoxStats(map, () => state.species, report);
   setupInfill(map, () => state.species, species, report);
 
-  let moveTimer;
-  map.on("moveend", () => {
-    saveView();
-    clearTimeout(moveTimer);
-    moveTimer = setTimeout(refreshSites, 250);
-  });
+  map.on("moveend", () => { saveView(); updateExportLinks(); });
 
   try { await layers.refresh(); } catch (err) { report(err); }
   await Promise.all([refreshLayer(), refreshSites(), refreshClusters(),

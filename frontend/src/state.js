@@ -1,26 +1,60 @@
 // The view kept in the URL hash: #lat,lon,zoom&species=gold&layer=prospectivity&sites=1&clusters=1&coverage=0
+// &commodity=all&opacity=70. Every value is checked: a bad one falls back to its default (species and
+// commodity are checked against the server's lists once they are loaded).
 
-const DEFAULTS = { lat: 39.5, lon: -98.5, zoom: 4, species: "gold", layer: "prospectivity",
-  sites: true, clusters: true, coverage: false, allSites: false, opacity: 70 };
+export const LAYER_KINDS = ["none", "prospectivity", "uncertainty", "discrepancy"];
+export const MIN_ZOOM = 3;
+export const MAX_ZOOM = 12;
 
-export function readState() {
+export const DEFAULTS = Object.freeze({ lat: 39.5, lon: -98.5, zoom: 4, species: "gold", layer: "prospectivity",
+  sites: true, clusters: true, coverage: false, commodity: "", opacity: 70 });
+
+const ID = /^[a-z0-9_]{1,64}$/;
+
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+
+function decode(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return "";
+  }
+}
+
+function readView(state, view) {
+  const parts = view.split(",").map((p) => (p.trim() === "" ? NaN : Number(p)));
+  if (parts.length !== 3 || !parts.every(Number.isFinite)) return;
+  const [lat, lon, zoom] = parts;
+  state.lat = clamp(lat, -85, 85);
+  state.lon = ((((lon + 180) % 360) + 360) % 360) - 180;
+  state.zoom = clamp(Math.round(zoom), MIN_ZOOM, MAX_ZOOM);
+}
+
+// The state of a hash, each value checked (the defaults where a value is missing or bad).
+export function parseState(hash) {
   const state = { ...DEFAULTS };
-  const hash = window.location.hash.replace(/^#/, "");
-  if (!hash) return state;
-  const [view, ...rest] = hash.split("&");
-  const parts = view.split(",").map(Number);
-  if (parts.length === 3 && parts.every(Number.isFinite)) [state.lat, state.lon, state.zoom] = parts;
+  const text = String(hash || "").replace(/^#/, "");
+  if (!text) return state;
+  const [view, ...rest] = text.split("&");
+  readView(state, view);
+  const flag = (v, fallback) => (v === "1" ? true : v === "0" ? false : fallback);
   for (const item of rest) {
-    const [k, v] = item.split("=");
-    if (k === "species" && v) state.species = decodeURIComponent(v);
-    if (k === "layer" && v) state.layer = v;
-    if (k === "sites") state.sites = v === "1";
-    if (k === "clusters") state.clusters = v === "1";
-    if (k === "coverage") state.coverage = v === "1";
-    if (k === "all") state.allSites = v === "1";
-    if (k === "opacity" && Number.isFinite(Number(v))) state.opacity = Number(v);
+    const [k, raw = ""] = item.split("=");
+    const v = decode(raw).trim().toLowerCase();
+    if (k === "species" && ID.test(v)) state.species = v;
+    else if (k === "layer" && LAYER_KINDS.includes(v)) state.layer = v;
+    else if (k === "sites") state.sites = flag(v, DEFAULTS.sites);
+    else if (k === "clusters") state.clusters = flag(v, DEFAULTS.clusters);
+    else if (k === "coverage") state.coverage = flag(v, DEFAULTS.coverage);
+    else if (k === "all" && v === "1" && !state.commodity) state.commodity = "all";
+    else if (k === "commodity" && (v === "all" || ID.test(v))) state.commodity = v;
+    else if (k === "opacity" && v !== "" && Number.isFinite(Number(v))) state.opacity = clamp(Math.round(Number(v)), 0, 100);
   }
   return state;
+}
+
+export function readState() {
+  return parseState(window.location.hash);
 }
 
 export function writeState(state) {
@@ -28,6 +62,6 @@ export function writeState(state) {
   const hash = `#${state.lat.toFixed(4)},${state.lon.toFixed(4)},${state.zoom}` +
     `&species=${encodeURIComponent(state.species)}&layer=${state.layer}` +
     `&sites=${flag(state.sites)}&clusters=${flag(state.clusters)}&coverage=${flag(state.coverage)}` +
-    `&all=${flag(state.allSites)}&opacity=${state.opacity}`;
+    (state.commodity ? `&commodity=${encodeURIComponent(state.commodity)}` : "") + `&opacity=${state.opacity}`;
   if (window.location.hash !== hash) history.replaceState(null, "", hash);
 }

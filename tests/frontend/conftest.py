@@ -29,15 +29,18 @@ def browser():
 
 
 class PageWatch:
-    """Console errors and responses seen by a page."""
+    """Console errors, responses and failed requests seen by a page (a request the page cancelled is no failure)."""
 
     def __init__(self, page, base: str) -> None:
         self.errors: list[str] = []
         self.responses: list[tuple[int, str]] = []
         self.external: list[str] = []
+        self.failed: list[tuple[str, str]] = []
         page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("response", lambda r: self.responses.append((r.status, r.url)))
+        page.on("requestfailed", lambda r: self.failed.append((r.url, r.failure or ""))
+                if "ERR_ABORTED" not in (r.failure or "") and r.url.startswith(base) else None)
 
         def route(r):
             if r.request.url.startswith(base) or r.request.url.startswith("data:"):

@@ -3,13 +3,13 @@
 from urllib.parse import parse_qs, urlparse
 
 
-def _site_requests(watch, status=200):
-    return [u for s, u in watch.responses if "/api/sites" in u and s == status]
+def _site_requests(watch):
+    return [u for s, u in watch.responses if "/tiles/sites/tiles/" in u and s in (200, 204)]
 
 
 def test_page_loads_without_errors_and_offline(page_factory, screenshot):
     page, watch = page_factory("/#38.5,-120.5,7")
-    page.wait_for_selector(".marker-cluster, .leaflet-marker-icon", timeout=20_000)
+    page.wait_for_selector(".leaflet-sites-pane canvas.leaflet-tile-loaded", timeout=20_000)
     assert watch.errors == []
     assert watch.external == []  # nothing outside 127.0.0.1 was even asked for
     assert _site_requests(watch)
@@ -27,7 +27,7 @@ def test_switching_species_changes_requests(page_factory):
     page.wait_for_load_state("networkidle")
     new = _site_requests(watch)[before:]
     assert new, "no site request after switching species"
-    assert parse_qs(urlparse(new[-1]).query)["species"] == ["copper"]
+    assert parse_qs(urlparse(new[-1]).query)["commodity"] == ["copper"]
     assert watch.errors == []
 
 
