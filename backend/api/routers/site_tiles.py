@@ -21,7 +21,6 @@ from fastapi.staticfiles import StaticFiles
 from backend.api.deps import ConnDep
 from backend.api.errors import BadQuery
 from backend.api.frontend import NODE_MODULES
-from backend.api.query import parse_species
 from backend.api.routers.tiles import MAX_ZOOM
 from backend.api.schemas import SiteTileJSON, problems
 from backend.ingest.vocabulary import vocabulary
@@ -80,7 +79,14 @@ class VectorTileResponse(Response):
 
 def parse_commodities(text: str | None) -> list[str]:
     """Commodity ids from a comma-separated list (BadQuery naming unknown ones); [] for every site."""
-    return parse_species(text, vocabulary().species, parameter="commodity")
+    known = vocabulary().species
+    wanted = [c.strip().lower() for c in (text or "").split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        names = ", ".join(repr(c[:40]) for c in unknown[:5])
+        raise BadQuery("commodity", f"commodity {names} unknown (GET /api/commodities lists those with sites); "
+                                    f"known: {', '.join(known)}")
+    return wanted
 
 
 def commodity_condition(wanted: list[str], params: dict[str, Any]) -> str:
