@@ -56,10 +56,11 @@ export function sitePopup(feature) {
     `<div><b>Source:</b> ${sourceLink(p.source)} <span class="help">record ${escapeHtml(p.record_id)}</span></div></div>`;
 }
 
-export function cellPopup(body, count) {
+export function cellPopup(body, count, csvHref) {
   const shown = body.features.length;
   const head = count > 1 ? `<p class="help">${count.toLocaleString()} sites in this cell` +
-    `${count > shown ? `, the first ${shown} listed; zoom in to separate them` : ""}.</p>` : "";
+    `${count > shown ? `, the first ${shown} listed; zoom in to separate them or ` +
+      `<a href="${escapeHtml(csvHref)}" download>download all of them (CSV)</a>` : ""}.</p>` : "";
   return `<div class="popup sites-popup">${head}${body.features.map(sitePopup).join("")}` +
     `${shown ? "" : "<p>No site found here any more.</p>"}</div>`;
 }
@@ -238,7 +239,8 @@ export class SitesLayer {
     const id = ++this.popupRequest;
     try {
       const body = await getJSON(`/api/sites?${query({ bbox, species: this.commodity, limit: LISTED })}`);
-      if (id === this.popupRequest && popup.isOpen()) popup.setContent(cellPopup(body, dot.count));
+      const csv = `/api/sites/export?${query({ bbox, species: this.commodity, format: "csv" })}`;
+      if (id === this.popupRequest && popup.isOpen()) popup.setContent(cellPopup(body, dot.count, csv));
     } catch (err) {
       if (id === this.popupRequest && popup.isOpen()) popup.setContent(`<div class="popup">${escapeHtml(err.message)}</div>`);
       this.onError(err);
