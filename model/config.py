@@ -5,11 +5,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import yaml
 
-REGIMES = ("species", "region", "mixed")
+#: The name of the model ``m3 export`` ships (model.onnx): every configuration has a model of this name, and the
+#: evaluation, protocol and reports compare the other methods with it.
+EXPORTED_MODEL: Final = "unet"
+
+#: The masking regimes: some species hidden at visible cells, every species hidden in a region, or both.
+Regime = Literal["species", "region", "mixed"]
+REGIMES: Final[tuple[Regime, ...]] = ("species", "region", "mixed")
+#: The regimes that hide whole regions (every species hidden in them).
+REGION_REGIMES: Final[tuple[Regime, ...]] = ("region", "mixed")
 
 
 @dataclass(frozen=True)
@@ -56,10 +64,6 @@ class LossConfig:
     species_balance: float = 0.0
 
 
-#: The ways the prior skip may enter the logits (see ModelSpec.skip_transform).
-SKIP_TRANSFORMS = ("linear", "log")
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """One network to train: its architecture name, constructor parameters and optimiser schedule."""
@@ -72,26 +76,10 @@ class ModelSpec:
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     prior_skip: bool = False
-    #: How the prior skip enters the logits: "linear" adds w * feature; "log" adds w * log(1 + feature / 1e-3),
-    #: so that the skip alone is a logistic model in log densities (presence probability ~ a power of the
-    #: neighbourhood density), the scale on which the densities actually predict presence.
-    skip_transform: str = "linear"
-    #: Start from the prior: a per-species output bias initialised at the logit of the species' share of
-    #: covered train cells, and the body's output layer at zero, so that the untrained network is exactly the
-    #: skip (a logistic prior) and the body learns a residual on it.
-    residual_init: bool = False
     #: Keep an exponential moving average of the weights (and BatchNorm statistics) with this decay per step,
     #: and make the average the trained model (0: the last weights). An average over the last ~1 / (1 - decay)
     #: steps is smoother than any one step's weights; the last weights are kept in the checkpoint too.
     ema_decay: float = 0.0
-    #: At inference (evaluation, validation selection and the exported graph), average the logits of each window
-    #: and of its up-down, left-right and double flips: four passes per prediction. Training is unchanged; pair it
-    #: with ``train.augment`` so that the network has seen flipped patches.
-    flip_average: bool = False
-    #: Do not train the prior: the prior skip's weights (and, with ``residual_init``, the per-species bias) keep
-    #: their starting values, and only the body learns. With ``residual_init`` the network starts as the
-    #: untrained prior and the body learns a residual on a prior that training cannot move.
-    freeze_prior: bool = False
     #: This model's training regime mix (species, region, mixed); None: masking.regime_weights. An expert
     #: trained on one kind of hidden cell sets it (e.g. 1, 0, 0: species-hidden patches only).
     regime_weights: tuple[float, float, float] | None = None
@@ -119,21 +107,12 @@ class TrainConfig:
     threads: int = 1
     blur_radius: int = 4
     context_radius: int = 0
-    #: More radii at which the stem adds same-species, prior and any-species densities (e.g. the radii the
-    #: neighbourhood baseline picks on validation), each also reaching the logits through the prior skip.
-    extra_radii: tuple[int, ...] = ()
     log_every: int = 10
     checkpoint_every: int = 100
     #: Every this many steps (and at the last), score the network on the validation cases of every regime
     #: and keep the weights with the best score (the geometric mean over regimes of the mean AUPRC) as the
     #: model; 0 keeps the last weights. Test blocks are never looked at.
     select_every: int = 0
-    #: Against spatial memorisation (the network learning where deposits lie in the train blocks from the
-    #: local pattern of covariates and visible sites, which does not carry over to held-out blocks): each
-    #: training patch gets a random one of the 8 flips and quarter turns of the square ...
-    augment: bool = False
-    #: ... and Gaussian noise of this std (in the cube's normalised covariate units) on its covariates.
-    covariate_noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -209,7 +188,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     masking: MaskConfig = field(default_factory=MaskConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    models: dict[str, ModelSpec] = field(default_factory=lambda: {"unet": ModelSpec()})
+    models: dict[str, ModelSpec] = field(default_factory=lambda: {EXPORTED_MODEL: ModelSpec()})
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     protocol: ProtocolConfig | None = None
@@ -228,9 +207,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: Options no longer offered, with the value that disabled them: a run folder's config.yaml written before they
+#: went records them (at these values for every shipped model); such a key is dropped, any other value is an error.
+RETIRED_OPTIONS: dict[str, dict[str, Any]] = {
+    "ModelSpec": {"skip_transform": "linear", "residual_init": False, "flip_average": False, "freeze_prior": False},
+    "TrainConfig": {"extra_radii": [], "augment": False, "covariate_noise": 0.0},
+}
+
+
+def _drop_retired(cls: type, raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` without the retired options of ``cls`` set to their disabling value; an error for any other value."""
+    retired = RETIRED_OPTIONS.get(cls.__name__, {})
+    for key in sorted(set(raw) & set(retired)):
+        if _plain(raw[key]) != retired[key]:
+            raise ValueError(f"{where}.{key} is no longer an option; only {retired[key]!r} (off) is accepted, "
+                             f"got {raw[key]!r}")
+    return {k: v for k, v in raw.items() if k not in retired}
+
+
 def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
     """Build a dataclass from a dict, rejecting unknown keys with the allowed ones named."""
-    raw = raw or {}
+    raw = _drop_retired(cls, raw or {}, where)
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(names))
     if unknown:
@@ -251,13 +248,8 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
         raise ValueError(f"unknown top-level key(s) {unknown}; allowed: {sorted(allowed)}")
     models = {name: _build(ModelSpec, spec, f"models.{name}") for name, spec in (raw.get("models") or {}).items()}
     for name, spec in models.items():
-        if spec.skip_transform not in SKIP_TRANSFORMS:
-            raise ValueError(f"models.{name}.skip_transform must be one of {list(SKIP_TRANSFORMS)}; "
-                             f"got {spec.skip_transform!r}")
         if not 0.0 <= spec.ema_decay < 1.0:
             raise ValueError(f"models.{name}.ema_decay must be in [0, 1); got {spec.ema_decay!r}")
-        if spec.freeze_prior and not spec.prior_skip:
-            raise ValueError(f"models.{name}.freeze_prior needs prior_skip: true (there is no prior to freeze)")
         if spec.regime_weights is not None and (len(spec.regime_weights) != 3 or min(spec.regime_weights) < 0
                                                 or sum(spec.regime_weights) <= 0):
             raise ValueError(f"models.{name}.regime_weights must be three non-negative weights (species, region, "
@@ -267,8 +259,8 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
         _build(LossConfig, spec.loss, f"models.{name}.loss")
         if "regime_weights" in spec.masking:
             raise ValueError(f"models.{name}.masking: set the regime mix as models.{name}.regime_weights")
-    if "unet" not in models:
-        raise ValueError(f"models must include 'unet' (the exported model); got {sorted(models)}")
+    if EXPORTED_MODEL not in models:
+        raise ValueError(f"models must include {EXPORTED_MODEL!r} (the exported model); got {sorted(models)}")
     cfg = ExperimentConfig(
         name=str(raw.get("name", "demo")),
         data=_build(DataConfig, raw.get("data"), "data"),

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,9 +16,10 @@ from tqdm import tqdm
 
 from backend.cube.contract import sha256_file
 from model.baselines import KrigingBaseline, NeighbourhoodBaseline
-from model.config import REGIMES
+from model.config import EXPORTED_MODEL, REGIMES, Regime
 from model.masking import MaskGenerator
 from model.metrics import average_precision, score_species
+from model.metrics_file import MethodScores, Metrics, seed_name
 from model.patches import EvalCase, case_inputs, evaluation_cases
 from model.train import Experiment, load_trained, model_dir
 
@@ -34,7 +35,7 @@ CACHE_VERSION = 1
 class EvalSet:
     """The fixed cases of one regime on validation and test blocks."""
 
-    regime: str
+    regime: Regime
     val: list[EvalCase]
     test: list[EvalCase]
 
@@ -44,7 +45,7 @@ def evaluation_sets(exp: Experiment) -> list[EvalSet]:
     e, cube, split = exp.cfg.eval, exp.cube, exp.split
     masks = MaskGenerator(exp.cfg.masking, len(cube.species))
 
-    def cases(split_name: str, regime: str, seed: int) -> list[EvalCase]:
+    def cases(split_name: str, regime: Regime, seed: int) -> list[EvalCase]:
         return evaluation_cases(cube, split, split_name, regime, margin=e.margin_cells, seed=seed,
                                 max_windows=e.max_windows, min_cells=e.min_window_cells, masks=masks,
                                 region_draws=e.region_draws)
@@ -167,7 +168,7 @@ def _cached(path: Path, fingerprint: str, compute: Callable[[], dict]) -> dict:
     return result
 
 
-def evaluate_run(exp: Experiment, run_dir: Path, progress: bool = True) -> dict:
+def evaluate_run(exp: Experiment, run_dir: Path, progress: bool = True) -> Metrics:
     """Score every trained model (every seed) and every baseline; the metrics.json payload.
 
     Scores are cached per model and seed under ``eval_cache/`` (keyed by the evaluation settings,
@@ -180,7 +181,7 @@ def evaluate_run(exp: Experiment, run_dir: Path, progress: bool = True) -> dict:
     if cfg.eval.region_draws > 0:  # the cases then depend on the training masks' shapes too
         base_fp.append(cfg.to_dict()["masking"])
     cache = run_dir / "eval_cache"
-    results: dict[str, dict[str, dict]] = {s.regime: {} for s in sets}
+    results: dict[Regime, dict[str, MethodScores]] = {s.regime: {} for s in sets}
 
     def score(regime_set: EvalSet, predictor: Predictor) -> dict:
         n_s = len(species)
@@ -199,7 +200,7 @@ def evaluate_run(exp: Experiment, run_dir: Path, progress: bool = True) -> dict:
 
         fp = _fingerprint(base_fp, cfg.to_dict()["models"][arch], sha256_file(path))
         for regime, summary in _cached(cache / f"{arch}-seed-{seed}.json", fp, compute).items():
-            results[regime].setdefault(arch, {"runs": {}})["runs"][f"seed-{seed}"] = summary
+            results[regime].setdefault(arch, {"runs": {}})["runs"][seed_name(seed)] = summary
 
     def baselines() -> dict:
         kriging = tune_kriging(exp, sets)
@@ -222,7 +223,7 @@ def evaluate_run(exp: Experiment, run_dir: Path, progress: bool = True) -> dict:
     cases = {s.regime: {"val_cases": len(s.val), "test_cases": len(s.test),
                         "test_cells": int(sum(c.scored.sum() for c in s.test))} for s in sets}
     return {"regimes": results, "tuned": base["tuned"], "cases": cases, "species": species,
-            "components": list(cfg.models["unet"].experts)}
+            "components": list(cfg.models[EXPORTED_MODEL].experts)}
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -233,7 +234,7 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr))}
 
 
-def aggregate(runs: list[dict], species: list[str], fractions: tuple[float, ...]) -> dict:
+def aggregate(runs: Sequence[Mapping[str, Any]], species: list[str], fractions: tuple[float, ...]) -> dict:
     """Mean ± std over seeds of the mean metrics and of each species' metrics."""
     keys = [f"{f:g}" for f in fractions]
     mean: dict[str, Any] = {m: _mean_std([r["mean"][m] for r in runs]) for m in (*METRICS, "val_auprc")}

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from backend.cube.contract import channel_names, sha256_file
+from model.config import EXPORTED_MODEL
+from model.metrics_file import Metrics, method_runs, read_metrics, seed_name, val_auprc
 from model.networks import GatedExperts, M3Network, ProbabilityModel
 from model.report import _clean, headline
 from model.train import Experiment, load_trained, model_dir
@@ -34,20 +36,20 @@ def export_onnx(net: M3Network | GatedExperts, path: Path, n_channels: int, size
     os.replace(tmp, path)
 
 
-def select_seed(exp: Experiment, run_dir: Path, metrics: dict | None) -> int:
+def select_seed(exp: Experiment, run_dir: Path, metrics: Metrics | None) -> int:
     """The UNet seed to ship: best validation mean AUPRC (mixed regime) when evaluated, else the first trained."""
-    trained = [s for s in exp.cfg.train.seeds if (model_dir(run_dir, "unet", s) / "final.pt").exists()]
+    trained = [s for s in exp.cfg.train.seeds if (model_dir(run_dir, EXPORTED_MODEL, s) / "final.pt").exists()]
     if not trained:
         raise FileNotFoundError(f"no trained UNet in {run_dir}; run `m3 train --config ... --out {run_dir}` first")
     if metrics:
-        runs = metrics.get("regimes", {}).get("mixed", {}).get("unet", {}).get("runs", {})
-        scored = [(runs[f"seed-{s}"]["mean"]["val_auprc"] or -1.0, -s) for s in trained if f"seed-{s}" in runs]
+        runs = method_runs(metrics, "mixed", EXPORTED_MODEL)
+        scored = [(val_auprc(runs[seed_name(s)]) or -1.0, -s) for s in trained if seed_name(s) in runs]
         if scored:
             return -max(scored)[1]
     return trained[0]
 
 
-def _headline(metrics: dict | None) -> dict:
+def _headline(metrics: Metrics | None) -> dict:
     """What model.json says of the model's scores: cross-validated for a protocol run, else the test means."""
     if not metrics:
         return {}
@@ -60,10 +62,9 @@ def _headline(metrics: dict | None) -> dict:
 
 def export_run(exp: Experiment, run_dir: Path) -> dict:
     """Export the selected UNet of a run to model.onnx and write model.json; return model.json's content."""
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else None
+    metrics = read_metrics(run_dir / "metrics.json")
     seed = select_seed(exp, run_dir, metrics)
-    net = load_trained(exp, "unet", model_dir(run_dir, "unet", seed) / "final.pt")
+    net = load_trained(exp, EXPORTED_MODEL, model_dir(run_dir, EXPORTED_MODEL, seed) / "final.pt")
     channels = channel_names(exp.cube.species, exp.cube.covariates)
     onnx_path = run_dir / "model.onnx"
     export_onnx(net, onnx_path, len(channels), size=4 * net.multiple)
@@ -81,11 +82,10 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
                      "(already normalised with the cube's stored mean/std); derived channels (neighbourhood "
                      "density of visible layers, co-occurrence prior) are computed inside the graph",
             "blur_radius": int(stem.radius),
-            "extra_radii": list(stem.extra_radii),
         },
         "opset": OPSET, "sha256": sha256_file(onnx_path), "config": exp.cfg.to_dict(),
         "metrics": _headline(metrics), "cube": exp.cube.cube_sha256,
-        "seed": seed, "arch": "unet",
+        "seed": seed, "arch": EXPORTED_MODEL,
     }
     tmp = run_dir / "model.json.tmp"
     tmp.write_text(json.dumps(_clean(payload), indent=2, sort_keys=True) + "\n", encoding="utf-8")

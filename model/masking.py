@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.config import REGIMES, MaskConfig
+from model.config import REGIMES, REGION_REGIMES, MaskConfig, Regime
 
 
 class MaskGenerator:
@@ -42,7 +42,7 @@ class MaskGenerator:
             region[r0:r0 + rh, c0:c0 + rw] = True
         return region
 
-    def sample(self, rng: np.random.Generator, shape: tuple[int, int]) -> tuple[str, np.ndarray]:
+    def sample(self, rng: np.random.Generator, shape: tuple[int, int]) -> tuple[Regime, np.ndarray]:
         """One training mask: the regime drawn and the hidden cells (S, H, W) bool."""
         regime = REGIMES[int(rng.choice(3, p=self.regime_p))]
         hidden = np.zeros((self.n_species, *shape), dtype=bool)
@@ -50,7 +50,7 @@ class MaskGenerator:
             hidden[self.hidden_species(rng)] = True
         elif regime == "mixed":
             hidden[self.hidden_species(rng, self.cfg.mixed_species_fraction)] = True
-        if regime in ("region", "mixed"):
+        if regime in REGION_REGIMES:
             hidden |= self.hidden_region(rng, shape)[None]
         return regime, hidden
 
@@ -68,7 +68,7 @@ def _regions_in_block(core: np.ndarray, masks: MaskGenerator, draws: int,
     return out
 
 
-def evaluation_masks(regime: str, core: np.ndarray, n_species: int, rng: np.random.Generator,
+def evaluation_masks(regime: Regime, core: np.ndarray, n_species: int, rng: np.random.Generator,
                      masks: MaskGenerator | None = None, draws: int = 0) -> list[tuple[np.ndarray, list[int]]]:
     """The fixed evaluation masks of one window: (hidden (S, H, W), target species) pairs.
 
@@ -86,7 +86,7 @@ def evaluation_masks(regime: str, core: np.ndarray, n_species: int, rng: np.rand
             hidden[s] = True
             cases.append((hidden, [s]))
         return cases
-    if regime not in ("region", "mixed"):
+    if regime not in REGION_REGIMES:
         raise ValueError(f"regime {regime!r} is unknown; known: {', '.join(REGIMES)}")
     if draws > 0:
         if masks is None:

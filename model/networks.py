@@ -10,8 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import SKIP_TRANSFORMS
-
 
 class InputStem(nn.Module):
     """Raw contract channels to network features, inside the graph.
@@ -20,8 +18,7 @@ class InputStem(nn.Module):
     computed from the visible layers: per-species neighbourhood density among visible cells, the
     co-occurrence prior sum_j P(s|j) visible_j and its neighbourhood density, optionally the
     same-species density over a wide ``context_radius`` (reaching into large hidden regions), and
-    "any species visible here" with its densities; ``extra_radii`` add the same-species, prior and
-    any-species densities at more radii.
+    "any species visible here" with its densities.
     """
 
     scale: torch.Tensor
@@ -29,16 +26,14 @@ class InputStem(nn.Module):
     cooccurrence: torch.Tensor
 
     def __init__(self, n_species: int, n_covariates: int, blur_radius: int, cooccurrence: torch.Tensor | None = None,
-                 context_radius: int = 0, extra_radii: tuple[int, ...] = ()):
+                 context_radius: int = 0):
         super().__init__()
-        if any(r < 1 for r in (blur_radius, *extra_radii)) or context_radius < 0:
-            raise ValueError(f"stem radii must be positive: blur {blur_radius}, extra {list(extra_radii)}, "
-                             f"context {context_radius}")
+        if blur_radius < 1 or context_radius < 0:
+            raise ValueError(f"stem radii must be positive: blur {blur_radius}, context {context_radius}")
         self.n_species = n_species
         self.in_channels = 2 * n_species + 2 * n_covariates
         self.radius = blur_radius
         self.context_radius = context_radius
-        self.extra_radii = tuple(int(r) for r in extra_radii)
         self.register_buffer("scale", torch.ones(1, self.in_channels, 1, 1))
         self.register_buffer("shift", torch.zeros(1, self.in_channels, 1, 1))
         co = cooccurrence if cooccurrence is not None else torch.zeros(n_species, n_species)
@@ -46,17 +41,13 @@ class InputStem(nn.Module):
 
     @property
     def n_derived(self) -> int:
-        """Derived per-species channel groups.
-
-        Density, prior, prior density (+ wide density), and a density and a prior density per extra radius.
-        """
-        return (4 if self.context_radius > 0 else 3) + 2 * len(self.extra_radii)
+        """Derived per-species channel groups: density, prior, prior density (+ wide density)."""
+        return 4 if self.context_radius > 0 else 3
 
     @property
     def out_channels(self) -> int:
         """Raw channels plus the derived per-species groups plus the 'any visible' channels."""
-        return (self.in_channels + self.n_derived * self.n_species + (3 if self.context_radius > 0 else 2)
-                + len(self.extra_radii))
+        return self.in_channels + self.n_derived * self.n_species + (3 if self.context_radius > 0 else 2)
 
     @staticmethod
     def _box_sum(t: torch.Tensor, radius: int) -> torch.Tensor:
@@ -105,12 +96,9 @@ class InputStem(nn.Module):
         parts = [species, cov, self._density(visible, known, r), prior, self._density(prior, any_known, r)]
         if self.context_radius > 0:
             parts.append(self._density(visible, known, self.context_radius))
-        for e in self.extra_radii:
-            parts += [self._density(visible, known, e), self._density(prior, any_known, e)]
         parts += [any_visible, self._density(any_visible, any_known, r)]
         if self.context_radius > 0:
             parts.append(self._density(any_visible, any_known, self.context_radius))
-        parts += [self._density(any_visible, any_known, e) for e in self.extra_radii]
         return torch.cat(parts, dim=1)
 
 
@@ -207,81 +195,29 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {"unet": ResUNet, "vit": PatchVi
 class M3Network(nn.Module):
     """Stem plus body: raw contract channels (N, C_in, H, W) to logits (N, S, H, W).
 
-    With ``prior_skip`` the logits also get a learned per-species term in each of the stem's derived
-    per-species features (same-species density, co-occurrence prior, prior density, ...): linear in the
-    feature, or with ``skip_transform="log"`` linear in ``log(1 + feature / 1e-3)`` (a logistic model in
-    log densities). The body then learns a residual on this shortcut from the neighbourhood features.
-    With ``base_logit`` (S,) the logits get a per-species bias starting there (the train prevalence's
-    logit), and the body's output layer starts at zero, so the untrained network is exactly the prior.
+    With ``prior_skip`` the logits also get a learned per-species term linear in each of the stem's derived
+    per-species features (same-species density, co-occurrence prior, prior density, ...). The body then
+    learns a residual on this shortcut from the neighbourhood features.
     """
 
-    #: Densities below this count as "none" on the log skip's scale (one cell in a 31 x 31 square is ~1e-3).
-    LOG_EPS = 1e-3
-
-    def __init__(self, stem: InputStem, body: nn.Module, prior_skip: bool = False, skip_init: float | None = None,
-                 skip_transform: str = "linear", base_logit: torch.Tensor | None = None, flip_average: bool = False):
+    def __init__(self, stem: InputStem, body: nn.Module, prior_skip: bool = False, skip_init: float = 3.0):
         super().__init__()
-        self.flip_average = flip_average
-        if skip_transform not in SKIP_TRANSFORMS:
-            raise ValueError(f"skip_transform must be one of {list(SKIP_TRANSFORMS)}; got {skip_transform!r}")
         self.stem, self.body = stem, body
         self.multiple = int(cast(int, body.multiple))
         self.prior_skip = prior_skip
-        self.skip_log = skip_transform == "log"
         if prior_skip:
-            if skip_init is None:  # log features reach ~7: a quarter each keeps the initial logits moderate
-                skip_init = 0.25 if self.skip_log else 3.0
             self.skip_weight = nn.Parameter(torch.full((stem.n_derived, 1, stem.n_species, 1, 1), skip_init))
-        self.residual = base_logit is not None
-        if base_logit is not None:
-            self.base_logit = nn.Parameter(base_logit.reshape(1, stem.n_species, 1, 1).float().clone())
-            zero_output(body)
-
-    def freeze_prior(self) -> None:
-        """Stop training the prior skip's weights and the per-species bias (the body still trains)."""
-        if not self.prior_skip:
-            raise ValueError("freeze_prior needs a network with prior_skip")
-        self.skip_weight.requires_grad_(False)
-        if self.residual:
-            self.base_logit.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits per species.
-
-        With ``flip_average``, in eval mode (and so in the exported graph), the mean of the logits of the
-        window and of its three flips (up-down, left-right, both), each flipped back.
-        """
-        if self.flip_average and not self.training:
-            total = self._logits(x)
-            for dims in ([-1], [-2], [-2, -1]):
-                total = total + self._logits(x.flip(dims)).flip(dims)
-            return total * 0.25
-        return self._logits(x)
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits per species of one window as it is."""
+        """Logits per species."""
         features = self.stem(x)
         logits = self.body(features)
-        if self.residual:
-            logits = logits + self.base_logit
         if self.prior_skip:
             c, s = self.stem.in_channels, self.stem.n_species
             for i in range(self.stem.n_derived):
-                feature = features[:, c + i * s:c + (i + 1) * s]
-                if self.skip_log:
-                    feature = torch.log1p(feature * (1.0 / self.LOG_EPS))
+                feature = features[:, c + i * s:c + (i + 1) * s]  # sliced before the weight: the exported graph's order
                 logits = logits + self.skip_weight[i] * feature
         return logits
-
-
-def zero_output(body: nn.Module) -> None:
-    """Set a body's output layer (the UNet's 1x1 head, the ViT's patch decoder) to zero."""
-    layer = getattr(body, "head", None) or getattr(body, "decode", None)
-    if not isinstance(layer, nn.Conv2d | nn.Linear):
-        raise ValueError(f"{type(body).__name__} has no output layer to start at zero")
-    nn.init.zeros_(layer.weight)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
 
 
 class GatedExperts(nn.Module):
@@ -323,11 +259,9 @@ class ProbabilityModel(nn.Module):
 
 def build_network(arch: str, params: dict, n_species: int, n_covariates: int, blur_radius: int,
                   cooccurrence: torch.Tensor | None = None, prior_skip: bool = False,
-                  context_radius: int = 0, extra_radii: tuple[int, ...] = (), skip_transform: str = "linear",
-                  base_logit: torch.Tensor | None = None, flip_average: bool = False) -> M3Network:
+                  context_radius: int = 0) -> M3Network:
     """Build a registered architecture behind the shared input stem (see :class:`M3Network` for the options)."""
     if arch not in NETWORKS:
         raise ValueError(f"architecture {arch!r} is unknown; known: {', '.join(sorted(NETWORKS))}")
-    stem = InputStem(n_species, n_covariates, blur_radius, cooccurrence, context_radius, extra_radii)
-    return M3Network(stem, NETWORKS[arch](stem.out_channels, n_species, **params), prior_skip=prior_skip,
-                     skip_transform=skip_transform, base_logit=base_logit, flip_average=flip_average)
+    stem = InputStem(n_species, n_covariates, blur_radius, cooccurrence, context_radius)
+    return M3Network(stem, NETWORKS[arch](stem.out_channels, n_species, **params), prior_skip=prior_skip)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.cube.contract import CubeArrays, InputLayout, assemble_inputs
+from model.config import Regime
 from model.masking import MaskGenerator, evaluation_masks
 from model.splits import BUFFER, TEST, TRAIN, UNKNOWN, VAL, BlockSplit
 
@@ -26,19 +27,10 @@ class Batch:
 
 
 class PatchSampler:
-    """Patches centred on random covered train cells; non-train cells are hidden, never zeros.
+    """Patches centred on random covered train cells; non-train cells are hidden, never zeros."""
 
-    With ``augment`` each patch is turned by a random one of the 8 symmetries of the square (flips and
-    quarter turns); with ``covariate_noise`` > 0 its covariates get Gaussian noise of that std. Both draw
-    from the generator only when on, so runs without them draw the same patches as before.
-    """
-
-    def __init__(self, cube: CubeArrays, split: BlockSplit, masks: MaskGenerator, patch_cells: int,
-                 augment: bool = False, covariate_noise: float = 0.0) -> None:
-        if covariate_noise < 0:
-            raise ValueError(f"train.covariate_noise must be >= 0; got {covariate_noise}")
+    def __init__(self, cube: CubeArrays, split: BlockSplit, masks: MaskGenerator, patch_cells: int) -> None:
         self.cube, self.split, self.masks, self.size = cube, split, masks, patch_cells
-        self.augment, self.covariate_noise = augment, float(covariate_noise)
         rows, cols = np.nonzero((split.cell_split == TRAIN) & cube.coverage)
         if rows.size == 0:
             raise ValueError("no covered train cells: check the coverage layer and data.split_fractions")
@@ -57,14 +49,9 @@ class PatchSampler:
         _, hidden = self.masks.sample(rng, cells.shape)
         outside_train = (cells == VAL) | (cells == TEST) | (cells == BUFFER) | (cells == UNKNOWN)
         hidden |= outside_train[None]
-        if self.covariate_noise > 0:  # NaN (no data) stays NaN
-            view.cov = view.cov + rng.normal(0.0, self.covariate_noise, size=view.cov.shape).astype(np.float32)
         x = assemble_inputs(self.layout, view, hidden)
         loss_mask = hidden & ((cells == TRAIN) & self.cube.coverage[win])[None]
         y = labels.astype(np.float32)
-        if self.augment:
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            x, y, loss_mask = (symmetry(a, k, flip) for a in (x, y, loss_mask))
         return x, y, loss_mask.astype(np.float32)
 
     def batch(self, rng: np.random.Generator, size: int) -> Batch:
@@ -73,20 +60,12 @@ class PatchSampler:
         return Batch(*(np.stack(p) for p in zip(*parts, strict=True)))
 
 
-def symmetry(a: np.ndarray, quarter_turns: int, flip: bool) -> np.ndarray:
-    """(C, H, W) turned by ``quarter_turns`` x 90 degrees, then mirrored left-right if ``flip`` (a copy)."""
-    a = np.rot90(a, quarter_turns, axes=(1, 2))
-    if flip:
-        a = a[:, :, ::-1]
-    return np.ascontiguousarray(a)
-
-
 @dataclass
 class EvalCase:
     """One evaluation input: a window, its hidden mask, and which hidden cells are scored."""
 
     split: str
-    regime: str
+    regime: str  # a masking Regime, or the protocol's held-out area
     origin: tuple[int, int]
     hidden: np.ndarray  # (S, H, W) bool
     labels: np.ndarray  # (S, H, W) uint8
@@ -96,7 +75,7 @@ class EvalCase:
     unit: int | np.ndarray = 0
 
 
-def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regime: str, margin: int,
+def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regime: Regime, margin: int,
                      seed: int, max_windows: int, min_cells: int, masks: MaskGenerator | None = None,
                      region_draws: int = 0) -> list[EvalCase]:
     """The fixed, seeded evaluation cases of one split and regime (same for every model).

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from model.config import GATED, REGIMES, ExperimentConfig
+from model.config import EXPORTED_MODEL, GATED, REGIMES, REGION_REGIMES, ExperimentConfig, Regime
 from model.cube_data import CubeArrays
 from model.masking import MaskGenerator
 from model.metrics import average_precision, best_threshold, success_rate
@@ -266,7 +266,7 @@ def network_names(cfg: ExperimentConfig) -> list[str]:
     return [name for name in cfg.models if name not in experts]
 
 
-def _train_cases(exp: Any, regimes: tuple[str, ...], windows: int, seed: int) -> dict[str, list[EvalCase]]:
+def _train_cases(exp: Any, regimes: tuple[Regime, ...], windows: int, seed: int) -> dict[str, list[EvalCase]]:
     """Evaluation-like cases drawn on train blocks (what the baselines are tuned and fitted on)."""
     e = exp.cfg.eval
     masks = MaskGenerator(exp.cfg.masking, len(exp.cube.species))
@@ -306,7 +306,7 @@ def baseline_methods(exp: Any, names: tuple[str, ...], tune: dict[str, list[Eval
             return baseline_predictor(hoods[r])
         methods["neighbourhood"] = hood
     if "kriging" in names:
-        cases = [c for r in ("region", "mixed") if r in tune for c in tune[r][: e.kriging_tune_windows]]
+        cases = [c for r in REGION_REGIMES if r in tune for c in tune[r][: e.kriging_tune_windows]]
         best, best_score = KrigingBaseline(e.kriging_models[0], e.kriging_points, e.seed), -1.0
         if len(e.kriging_models) > 1:
             for name in e.kriging_models:
@@ -374,7 +374,7 @@ def _config_hash(cfg: ExperimentConfig) -> str:
 
 
 def _run_fold(cfg: ExperimentConfig, fold_dir: Path, exp: Any, eval_sets: dict[str, list[EvalCase]],
-              tune_regimes: tuple[str, ...], regime_of: Callable[[str], str], progress: bool,
+              tune_regimes: tuple[Regime, ...], regime_of: Callable[[str], str], progress: bool,
               score_exp: Any = None, models_dir: Path | None = None) -> dict:
     """Train this fold's networks, tune its baselines, score every method on every regime (cached on disk).
 
@@ -485,11 +485,11 @@ def run_protocol(cfg: ExperimentConfig, cube: CubeArrays, run_dir: Path, progres
                     continue
                 log.info("protocol: cross-validation fold %d of %d", k + 1, p.folds)
                 exp = Experiment(cfg, base, fold_split(folds, k, seal=True))
-                sets = {regime: evaluation_cases(base, exp.split, "val", regime, margin=e.margin_cells,
-                                                 seed=e.seed + i, max_windows=e.max_windows,
-                                                 min_cells=e.min_window_cells, masks=masks,
-                                                 region_draws=e.region_draws)
-                        for i, regime in enumerate(REGIMES)}
+                sets: dict[str, list[EvalCase]] = {
+                    regime: evaluation_cases(base, exp.split, "val", regime, margin=e.margin_cells, seed=e.seed + i,
+                                             max_windows=e.max_windows, min_cells=e.min_window_cells, masks=masks,
+                                             region_draws=e.region_draws)
+                    for i, regime in enumerate(REGIMES)}
                 _run_fold(cfg, out / f"cv-{k}", exp, sets, REGIMES, lambda r: r, progress)
         elif stage in ("loso", "unsurveyed"):
             names = ((list(p.loso_states) if p.loso_states is not None else list(base.covered_states))
@@ -539,10 +539,11 @@ def score_test(cfg: ExperimentConfig, cube: CubeArrays, run_dir: Path, progress:
     opened = Experiment(cfg, cube, fold_split(folds, None, seal=False))
     e = cfg.eval
     masks = MaskGenerator(cfg.masking, len(cube.species))
-    sets = {regime: evaluation_cases(cube, opened.split, "test", regime, margin=e.margin_cells, seed=e.seed + 100 + i,
-                                     max_windows=10 ** 6, min_cells=e.min_window_cells, masks=masks,
-                                     region_draws=e.region_draws)
-            for i, regime in enumerate(REGIMES)}
+    sets: dict[str, list[EvalCase]] = {
+        regime: evaluation_cases(cube, opened.split, "test", regime, margin=e.margin_cells, seed=e.seed + 100 + i,
+                                 max_windows=10 ** 6, min_cells=e.min_window_cells, masks=masks,
+                                 region_draws=e.region_draws)
+        for i, regime in enumerate(REGIMES)}
     out = run_dir / "test"
     if out.exists():
         import shutil
@@ -557,7 +558,7 @@ def score_test(cfg: ExperimentConfig, cube: CubeArrays, run_dir: Path, progress:
         result["regimes"][regime] = {
             "auprc": {m: _mean_auprc(s) for m, s in methods.items()},
             "success": {m: _success(s, tuple(e.success_fractions)) for m, s in methods.items()},
-            "compare": _compare(cfg, methods, "unet") if "unet" in methods else {},
+            "compare": _compare(cfg, methods, EXPORTED_MODEL) if EXPORTED_MODEL in methods else {},
         }
     return result
 
@@ -645,7 +646,7 @@ def _seed_spread(cfg: ExperimentConfig, methods: dict[str, Scores], metric: Call
 
 def _public(methods: dict[str, Scores]) -> dict[str, Scores]:
     """The methods as tables show them, the reference first (a network's seeds folded into its mean)."""
-    names = sorted((m for m in methods if "-seed-" not in m), key=lambda m: m != "unet")
+    names = sorted((m for m in methods if "-seed-" not in m), key=lambda m: m != EXPORTED_MODEL)
     return {m: methods[m] for m in names}
 
 
@@ -654,7 +655,7 @@ def aggregate_protocol(cfg: ExperimentConfig, species: list[str], out: Path) -> 
     assert cfg.protocol is not None
     n_s = len(species)
     fractions = tuple(cfg.eval.success_fractions)
-    results: dict[str, Any] = {"version": PROTOCOL_VERSION, "reference": "unet", "species": species}
+    results: dict[str, Any] = {"version": PROTOCOL_VERSION, "reference": EXPORTED_MODEL, "species": species}
     if (out / "folds.json").exists():
         folds = json.loads((out / "folds.json").read_text(encoding="utf-8"))
         results["folds"] = {k: v for k, v in folds.items() if k != "block_fold"}
@@ -669,12 +670,12 @@ def aggregate_protocol(cfg: ExperimentConfig, species: list[str], out: Path) -> 
                 "success": {m: _success(s, fractions) for m, s in shown.items()},
                 "dice": {m: _crossfit_dice(s, cv_dirs, regime, m, n_s, cfg) for m, s in shown.items()},
                 "seeds": _seed_spread(cfg, methods, _mean_auprc),
-                "compare": _compare(cfg, shown, "unet") if "unet" in shown else {},
+                "compare": _compare(cfg, shown, EXPORTED_MODEL) if EXPORTED_MODEL in shown else {},
                 "units": int(len(np.unique(np.concatenate([s[2] for s in next(iter(shown.values())).values()])))),
                 "positives": int(sum(int(s[1].sum()) for s in next(iter(shown.values())).values())),
             }
-        cv["calibration"] = {regime: _calibration(_method_scores(cv_dirs, regime, n_s, cfg)["unet"])
-                             for regime in REGIMES if "unet" in network_names(cfg)}
+        cv["calibration"] = {regime: _calibration(_method_scores(cv_dirs, regime, n_s, cfg)[EXPORTED_MODEL])
+                             for regime in REGIMES if EXPORTED_MODEL in network_names(cfg)}
         cv["tuned"] = {d.name: json.loads((d / "fold.json").read_text(encoding="utf-8"))["tuned"] for d in cv_dirs}
         results["cv"] = cv
     loso_dirs = _stage_dirs(out, "loso-")
@@ -688,8 +689,8 @@ def aggregate_protocol(cfg: ExperimentConfig, species: list[str], out: Path) -> 
             "auprc": {m: _mean_auprc(s) for m, s in shown.items()},
             "success": {m: _success(s, (0.01, 0.05, 0.1, 0.2)) for m, s in shown.items()},
             "seeds": _seed_spread(cfg, methods, _mean_auprc),
-            "compare": _compare(cfg, shown, "unet") if "unet" in shown else {},
-            "compare_top10": _compare_success(cfg, shown, "unet", 0.1) if "unet" in shown else {},
+            "compare": _compare(cfg, shown, EXPORTED_MODEL) if EXPORTED_MODEL in shown else {},
+            "compare_top10": _compare_success(cfg, shown, EXPORTED_MODEL, 0.1) if EXPORTED_MODEL in shown else {},
             "positives": int(sum(int(s[1].sum()) for s in next(iter(shown.values())).values())),
             "cells": int(next(iter(next(iter(shown.values())).values()))[1].size),
         }
@@ -727,11 +728,11 @@ def _aggregate_loso(cfg: ExperimentConfig, dirs: list[Path], n_s: int) -> dict:
     names = list(next(iter(per_state.values())))
     states = list(per_state)
     values = {m: np.array([per_state[s][m] for s in states], dtype=float) for m in names}
-    compare = {}
-    if "unet" in values:
-        comps = paired_bootstrap_units(values, "unet", n_resamples=cfg.protocol.bootstrap, seed=cfg.eval.seed)
+    compare, ahead = {}, {}
+    if EXPORTED_MODEL in values:
+        comps = paired_bootstrap_units(values, EXPORTED_MODEL, n_resamples=cfg.protocol.bootstrap, seed=cfg.eval.seed)
         compare = {m: c.as_dict() for m, c in comps.items()}
-    ahead = {m: int(np.sum(values["unet"] > values[m])) for m in names if m != "unet"} if "unet" in values else {}
+        ahead = {m: int(np.sum(values[EXPORTED_MODEL] > values[m])) for m in names if m != EXPORTED_MODEL}
     seed_means = {}
     for arch in network_names(cfg):
         per_seed = [np.nanmean([seeds[s].get(f"{arch}-seed-{k}", np.nan) for s in states]) for k in cfg.train.seeds]

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from model.config import EXPORTED_MODEL
+from model.metrics_file import Metrics
+
 #: The published figures (test Dice / recall on USGS MRDS) shown beside ours.
 PAPER = {
     "arXiv 2511.09722": {"dice": (0.31, 0.01), "recall": (0.22, 0.02)},
@@ -20,7 +23,7 @@ NOT_COMPARABLE = (
     "(seven covered states), 1-mile cells, held-out spatial test blocks with buffers, our three masking "
     "regimes, and a short CPU schedule."
 )
-METHOD_NAMES = {"unet": "ResNet-UNet (ours)", "vit": "ViT + patch decoder", "neighbourhood":
+METHOD_NAMES = {EXPORTED_MODEL: "ResNet-UNet (ours)", "vit": "ViT + patch decoder", "neighbourhood":
                 "Neighbourhood + co-occurrence", "kriging": "Ordinary kriging"}
 
 
@@ -52,12 +55,12 @@ def write_json_atomic(payload: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def headline(metrics: dict) -> dict:
+def headline(metrics: Metrics) -> dict:
     """The UNet's test means (mean ± std over seeds) per regime: the numbers model.json carries."""
     out = {}
     for regime, methods in metrics["regimes"].items():
-        if "unet" in methods:
-            s = methods["unet"]["summary"]["mean"]
+        if EXPORTED_MODEL in methods:
+            s = methods[EXPORTED_MODEL]["summary"]["mean"]
             out[regime] = {m: s[m] for m in ("dice", "recall", "precision", "auprc")}
     return out
 
@@ -85,13 +88,13 @@ def verdict(regime: str, methods: dict, components: tuple[str, ...] | list[str] 
 
     ``components`` (the experts of a gated UNet) are parts of the UNet, not rivals.
     """
-    if "unet" not in methods:
+    if EXPORTED_MODEL not in methods:
         return ""
     out = []
     for metric in ("dice", "auprc"):
-        ours = methods["unet"]["summary"]["mean"][metric]
+        ours = methods[EXPORTED_MODEL]["summary"]["mean"][metric]
         rivals = {m: e["summary"]["mean"][metric]["mean"] for m, e in methods.items()
-                  if m != "unet" and m not in components}
+                  if m != EXPORTED_MODEL and m not in components}
         best = max(rivals, key=lambda m: rivals[m] if rivals[m] is not None else -1.0)
         delta = (ours["mean"] or 0.0) - (rivals[best] or 0.0)
         word = "beats" if delta > 0 else ("is within seed spread of" if -delta <= (ours["std"] or 0.0) else "trails")
@@ -100,7 +103,7 @@ def verdict(regime: str, methods: dict, components: tuple[str, ...] | list[str] 
     return f"**Verdict, {regime} hidden:** " + "; ".join(out) + "."
 
 
-def markdown_report(metrics: dict, plots: list[str]) -> str:
+def markdown_report(metrics: Metrics, plots: list[str]) -> str:
     """The report.md text: summary tables per regime, per-species Dice, paper figures, plots."""
     lines = [f"# Evaluation of run `{metrics.get('run', '')}`", "",
              "Metrics on hidden, covered cells of held-out test blocks (spatial blocks with buffers); thresholds "
@@ -146,7 +149,7 @@ def markdown_report(metrics: dict, plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_plots(metrics: dict, out_dir: Path) -> list[str]:
+def write_plots(metrics: Metrics, out_dir: Path) -> list[str]:
     """Success-rate curves and per-species Dice bars per regime; returns paths relative to the run."""
     import matplotlib
 
@@ -182,10 +185,10 @@ def write_plots(metrics: dict, out_dir: Path) -> list[str]:
     return written
 
 
-def write_evaluation(metrics: dict, run_dir: Path) -> None:
+def write_evaluation(metrics: Metrics, run_dir: Path) -> None:
     """metrics.json, plots and report.md in the run folder (each written atomically)."""
     plots = write_plots(metrics, run_dir / "plots")
-    write_json_atomic(metrics, run_dir / "metrics.json")
+    write_json_atomic(dict(metrics), run_dir / "metrics.json")
     tmp = run_dir / "report.md.tmp"
     tmp.write_text(markdown_report(_clean(metrics), plots), encoding="utf-8")
     os.replace(tmp, run_dir / "report.md")
@@ -416,8 +419,8 @@ def protocol_headline(results: dict) -> dict:
     """The UNet's cross-validated mean AUPRC per regime (and its seed spread): what model.json carries."""
     out = {}
     for regime, r in results.get("cv", {}).get("regimes", {}).items():
-        if "unet" in r["auprc"]:
-            out[regime] = {"auprc": r["auprc"]["unet"], "seeds": r["seeds"].get("unet")}
+        if EXPORTED_MODEL in r["auprc"]:
+            out[regime] = {"auprc": r["auprc"][EXPORTED_MODEL], "seeds": r["seeds"].get(EXPORTED_MODEL)}
     return out
 
 

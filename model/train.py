@@ -50,13 +50,6 @@ class Experiment:
         """P(s | j) over covered train cells (the prior baked into every network's stem)."""
         return cooccurrence_matrix(self.cube.labels, self.train_cells)
 
-    @property
-    def base_logit(self) -> np.ndarray:
-        """(S,) float32 logit of each species' share of covered train cells (clipped away from 0 and 1)."""
-        share = self.cube.labels[:, self.train_cells].mean(axis=1, dtype=np.float64)
-        share = np.clip(share, 1e-5, 1 - 1e-5)
-        return np.log(share / (1 - share)).astype(np.float32)
-
 
 def open_experiment(cfg: ExperimentConfig, base: Path | None = None, cube: CubeArrays | None = None,
                     test: bool = False) -> Experiment:
@@ -93,15 +86,9 @@ def new_network(exp: Experiment, arch: str) -> M3Network | GatedExperts:
     if spec.arch == GATED:
         known, blind = (cast(M3Network, new_network(exp, name)) for name in spec.experts)
         return GatedExperts(known, blind)
-    base_logit = torch.from_numpy(exp.base_logit) if spec.residual_init else None
-    net = build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
+    return build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
                          exp.cfg.train.blur_radius, torch.from_numpy(exp.cooccurrence), prior_skip=spec.prior_skip,
-                         context_radius=exp.cfg.train.context_radius, extra_radii=exp.cfg.train.extra_radii,
-                         skip_transform=spec.skip_transform, base_logit=base_logit,
-                         flip_average=spec.flip_average)
-    if spec.freeze_prior:
-        net.freeze_prior()
-    return net
+                         context_radius=exp.cfg.train.context_radius)
 
 
 def new_ema(net: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
@@ -157,7 +144,8 @@ class ValidationSelector:
         net.eval()
         try:
             predict = network_predictor(self.exp, net)
-            per = {regime: mean_auprc(pool(cases, predict(cases), n_s)) for regime, cases in self.cases.items()}
+            per: dict[str, float] = {regime: mean_auprc(pool(cases, predict(cases), n_s))
+                                     for regime, cases in self.cases.items()}
         finally:
             net.train()
         values = [v for v in per.values() if math.isfinite(v)]
@@ -344,7 +332,7 @@ def _train_steps(exp: Experiment, arch: str, run: _Run, files: _ModelFiles, name
     """
     cfg, spec = exp.cfg, exp.cfg.models[arch]
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(model_masking(cfg, spec), len(exp.cube.species)),
-                           cfg.data.patch_cells, augment=cfg.train.augment, covariate_noise=cfg.train.covariate_noise)
+                           cfg.data.patch_cells)
     loss_cfg = model_loss(cfg, spec)
     weight = _positive_weight(exp, loss_cfg, run.device)
     select_every = cfg.train.select_every

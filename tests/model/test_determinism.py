@@ -134,31 +134,3 @@ def test_moving_average_decay_is_checked(tiny_config):
 
     with pytest.raises(ValueError, match="ema_decay must be in"):
         _with_ema(tiny_config, 1.0)
-
-
-def test_frozen_prior_keeps_its_start_and_the_body_learns(tmp_path, tiny_config, tiny_arrays):
-    import torch
-
-    from model.config import config_from_dict
-    from model.train import new_network
-
-    raw = tiny_config.to_dict()
-    raw["models"]["unet"] |= {"prior_skip": True, "residual_init": True, "freeze_prior": True}
-    exp = open_experiment(config_from_dict(raw), cube=tiny_arrays)
-    torch.manual_seed(0)
-    start = new_network(exp, "unet").state_dict()
-    trained = torch.load(train_model(exp, "unet", 0, tmp_path / "frozen", progress=False), weights_only=False)["model"]
-    for key in ("skip_weight", "base_logit"):
-        assert torch.equal(trained[key], start[key]), key
-    assert not torch.equal(trained["body.head.weight"], start["body.head.weight"])  # started at zero, learned
-
-
-def test_freezing_needs_a_prior(tiny_config):
-    import pytest
-
-    from model.config import config_from_dict
-
-    raw = tiny_config.to_dict()
-    raw["models"]["unet"] |= {"prior_skip": False, "freeze_prior": True}
-    with pytest.raises(ValueError, match="freeze_prior needs prior_skip"):
-        config_from_dict(raw)
