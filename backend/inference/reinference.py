@@ -26,7 +26,7 @@ from backend.layers.catalog import (
     version_folder,
 )
 from backend.layers.clusters import Cluster, far_from_records, find_clusters, flag_threshold, store_clusters
-from backend.layers.cog import LAYER_KINDS, layer_stats, write_layer
+from backend.layers.cog import LAYER_KINDS, LayerKind, layer_stats, write_layer
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def _write_layers(folder: Path, cube: CubeSource, labels: np.ndarray, coverage: 
     total = len(LAYER_KINDS) * len(result.species)
     evaluations = np.where(conus, result.count.astype(np.float32), np.nan)
     for i, sp in enumerate(result.species):
-        arrays = {
+        arrays: dict[LayerKind, np.ndarray] = {
             "prospectivity": np.where(conus, result.mean[i], np.nan),
             "uncertainty": np.where(conus, result.std[i], np.nan),
             "discrepancy": discrepancy(result.mean[i:i + 1], labels[[cube.species.index(sp)]], coverage)[0],

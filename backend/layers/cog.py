@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import morecantile
 import numpy as np
@@ -25,7 +26,13 @@ class LayerStyle:
     description: str
 
 
-#: Layer kinds, each with the colormap and value range its tiles are drawn with by default.
+#: The kinds of layer a version publishes, one raster per species and kind.
+LayerKind = Literal["prospectivity", "uncertainty", "discrepancy", "evaluations"]
+#: The kinds whose values are scores of the species (what /api/prospectivity reads in a box).
+ScoreKind = Literal["prospectivity", "uncertainty", "discrepancy"]
+
+#: Layer kinds (the keys are LayerKind's values), each with the colormap and value range its tiles are drawn with
+#: by default. Keyed by str: a layer id read from a request or the catalog indexes it.
 LAYER_KINDS: dict[str, LayerStyle] = {
     "prospectivity": LayerStyle("viridis", (0.0, 1.0), "mean probability over the evaluations that hid the cell"),
     "uncertainty": LayerStyle("magma", (0.0, 0.25), "standard deviation over the same evaluations "

@@ -19,14 +19,12 @@ from backend.api.schemas import ProspectivityStats, problems
 from backend.api.serve_errors import BoxTooLarge
 from backend.api.serving import ServingDep
 from backend.layers.catalog import LayerNotFound, LayerVersion
-from backend.layers.cog import LAYER_KINDS
+from backend.layers.cog import LAYER_KINDS, ScoreKind
 
 router = APIRouter(prefix="/api", tags=["prospectivity"], responses=problems(404, 413, 429, 503))
 
 #: The media type of the GeoTIFF download.
 GEOTIFF = "image/tiff; application=geotiff"
-
-Kind = Literal["prospectivity", "uncertainty", "discrepancy"]
 
 
 def box_window(src: rasterio.DatasetReader, box: BBox) -> Window:
@@ -84,7 +82,7 @@ def read_prospectivity(
     serving: ServingDep,
     bbox: Annotated[str, Query(description="minx,miny,maxx,maxy in lon/lat", examples=["-121.5,38.5,-120.5,39.5"])],
     species: Annotated[str | None, Query(description="Comma-separated species ids (default: all)")] = None,
-    kind: Annotated[Kind, Query(description="Which layer: prospectivity, uncertainty or discrepancy")]
+    kind: Annotated[ScoreKind, Query(description="Which layer: prospectivity, uncertainty or discrepancy")]
     = "prospectivity",
     format: Annotated[Literal["json", "tif"], Query(description="json statistics or a tif download")] = "json",
 ) -> Response:
