@@ -200,13 +200,16 @@ class M3Network(nn.Module):
     learns a residual on this shortcut from the neighbourhood features.
     """
 
-    def __init__(self, stem: InputStem, body: nn.Module, prior_skip: bool = False, skip_init: float = 3.0):
+    #: The prior skip's starting weight on each feature.
+    SKIP_INIT = 3.0
+
+    def __init__(self, stem: InputStem, body: nn.Module, prior_skip: bool = False):
         super().__init__()
         self.stem, self.body = stem, body
         self.multiple = int(cast(int, body.multiple))
         self.prior_skip = prior_skip
         if prior_skip:
-            self.skip_weight = nn.Parameter(torch.full((stem.n_derived, 1, stem.n_species, 1, 1), skip_init))
+            self.skip_weight = nn.Parameter(torch.full((stem.n_derived, 1, stem.n_species, 1, 1), self.SKIP_INIT))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits per species."""
