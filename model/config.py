@@ -13,6 +13,9 @@ import yaml
 #: evaluation, protocol and reports compare the other methods with it.
 EXPORTED_MODEL: Final = "unet"
 
+#: The architecture name of the ResNet-encoder UNet (model.networks.NETWORKS), the default of every model.
+UNET_ARCH: Final = "unet"
+
 #: The masking regimes: some species hidden at visible cells, every species hidden in a region, or both.
 Regime = Literal["species", "region", "mixed"]
 REGIMES: Final[tuple[Regime, ...]] = ("species", "region", "mixed")
@@ -68,7 +71,7 @@ class LossConfig:
 class ModelSpec:
     """One network to train: its architecture name, constructor parameters and optimiser schedule."""
 
-    arch: str = "unet"
+    arch: str = UNET_ARCH
     params: dict[str, Any] = field(default_factory=dict)
     steps: int = 1000
     batch_size: int = 8

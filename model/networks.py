@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.config import UNET_ARCH
+
 
 class InputStem(nn.Module):
     """Raw contract channels to network features, inside the graph.
@@ -189,7 +191,7 @@ class PatchViT(nn.Module):
 
 
 #: The network registry: architecture name to constructor (in_channels, n_species, **params).
-NETWORKS: dict[str, Callable[..., nn.Module]] = {"unet": ResUNet, "vit": PatchViT}
+NETWORKS: dict[str, Callable[..., nn.Module]] = {UNET_ARCH: ResUNet, "vit": PatchViT}
 
 
 class M3Network(nn.Module):
