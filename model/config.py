@@ -228,6 +228,18 @@ def _drop_retired(cls: type, raw: dict[str, Any], where: str) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if k not in retired}
 
 
+def digest_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``cfg.to_dict()`` with the retired options at their off values: what digests and cached scores are keyed by.
+
+    So a protocol folder stamped, or a score cached, before the options went still matches its configuration.
+    """
+    out = cfg.to_dict()
+    for spec in out["models"].values():
+        spec.update(_plain(RETIRED_OPTIONS["ModelSpec"]))
+    out["train"].update(_plain(RETIRED_OPTIONS["TrainConfig"]))
+    return out
+
+
 def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
     """Build a dataclass from a dict, rejecting unknown keys with the allowed ones named."""
     raw = _drop_retired(cls, raw or {}, where)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from backend.cube.contract import sha256_file
 from model.baselines import KrigingBaseline, NeighbourhoodBaseline
-from model.config import EXPORTED_MODEL, REGIMES, Regime
+from model.config import EXPORTED_MODEL, REGIMES, Regime, digest_dict
 from model.masking import MaskGenerator
 from model.metrics import average_precision, score_species
 from model.metrics_file import MethodScores, Metrics, seed_name
@@ -198,7 +198,7 @@ def evaluate_run(exp: Experiment, run_dir: Path, progress: bool = True) -> Metri
             predictor = network_predictor(exp, load_trained(exp, arch, path))
             return {s.regime: score(s, predictor) for s in sets}
 
-        fp = _fingerprint(base_fp, cfg.to_dict()["models"][arch], sha256_file(path))
+        fp = _fingerprint(base_fp, digest_dict(cfg)["models"][arch], sha256_file(path))
         for regime, summary in _cached(cache / f"{arch}-seed-{seed}.json", fp, compute).items():
             results[regime].setdefault(arch, {"runs": {}})["runs"][seed_name(seed)] = summary
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from model.config import EXPORTED_MODEL, GATED, REGIMES, REGION_REGIMES, ExperimentConfig, Regime
+from model.config import EXPORTED_MODEL, GATED, REGIMES, REGION_REGIMES, ExperimentConfig, Regime, digest_dict
 from model.cube_data import CubeArrays
 from model.masking import MaskGenerator
 from model.metrics import average_precision, best_threshold, success_rate
@@ -370,7 +370,7 @@ def _choose_boosted(exp: Any, cases: list[EvalCase], grid: list[dict]) -> dict:
 
 def _config_hash(cfg: ExperimentConfig) -> str:
     """sha256 of the configuration (what a protocol folder's scores depend on)."""
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(digest_dict(cfg), sort_keys=True).encode()).hexdigest()
 
 
 def _run_fold(cfg: ExperimentConfig, fold_dir: Path, exp: Any, eval_sets: dict[str, list[EvalCase]],

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from model.config import EXPORTED_MODEL, RETIRED_OPTIONS, config_from_dict, load_config
+from model.config import EXPORTED_MODEL, RETIRED_OPTIONS, config_from_dict, digest_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "configs" / "experiments").glob("*.yaml"))
@@ -43,3 +43,11 @@ def test_a_retired_option_switched_on_is_an_error(section, key, value):
     target[key] = value
     with pytest.raises(ValueError, match=f"{key} is no longer an option"):
         config_from_dict(raw)
+
+
+def test_digests_of_a_recorded_run_are_those_it_was_recorded_with():
+    """Protocol stamps and cached scores hash digest_dict: for a run recorded with the retired options, its record."""
+    recorded = yaml.safe_load((ROOT / "runs" / "demo" / "config.yaml").read_text(encoding="utf-8"))
+    digest = digest_dict(load_config(ROOT / "runs" / "demo" / "config.yaml"))
+    assert digest.pop("protocol") is None and "protocol" not in recorded  # recorded before that section existed
+    assert digest == recorded
