@@ -64,6 +64,9 @@ SEMANTIC_RULES = {
     "GET /tiles/{layer_id}/{tileMatrixSetId}/tilejson.json": "minzoom at most maxzoom; expression and rescale "
                                                              "grammars",
     "GET /tiles/{layer_id}/point/{lon},{lat}": "CRS names; band-math expression grammar",
+    "GET /tiles/sites/tiles/{z}/{x}/{y}.pbf": "x and y inside zoom z; commodity ids from the vocabulary",
+    "GET /tiles/sites/tilejson.json": "commodity ids from the vocabulary",
+    "GET /api/sites/export": "bbox min < max; species ids from the vocabulary; cursor from a previous export",
 }
 #: What positive_data_acceptance allows by default (schemathesis 4), plus the statuses of rules beyond JSON Schema:
 #: 422 (a parameter breaks a rule), 413 (a box over the cell limit) and, for TiTiler's grammars, 400.
