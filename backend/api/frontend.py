@@ -24,7 +24,6 @@ NODE_MODULES = FRONTEND / "node_modules"
 #: The npm packages the page loads, and the folder of each that is served (nothing else is).
 VENDOR = {
     "leaflet": "leaflet/dist",
-    "leaflet.markercluster": "leaflet.markercluster/dist",
     "topojson-client": "topojson-client/dist",
     "us-atlas": "us-atlas",
     "swagger-ui-dist": "swagger-ui-dist",
