@@ -37,6 +37,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     limit_tile_parameters(document)
     allow_null_statistics(document)
     spell_tuples(document)
+    describe_binary_bodies(document)
     return document
 
 
@@ -49,6 +50,14 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def describe_binary_bodies(document: dict[str, Any]) -> None:
+    """Give the image and binary bodies of 200 responses (TiTiler's tiles) a schema: a binary string."""
+    for _, op in _operations(document):
+        for media, body in op["responses"].get("200", {}).get("content", {}).items():
+            if not body.get("schema") and "json" not in media:
+                body["schema"] = {"type": "string", "format": "binary"}
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -61,6 +61,18 @@ def test_json_endpoints_declare_their_response_models(document):
         "200"]["content"]
 
 
+def test_every_200_response_has_a_schema(document):
+    for name, op in _operations(document):
+        if "200" not in op["responses"]:
+            continue
+        content = op["responses"]["200"].get("content", {})
+        assert content, name
+        for media, body in content.items():
+            assert body.get("schema"), (name, media)
+    tile = document["paths"]["/tiles/{layer_id}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}"]["get"]
+    assert tile["responses"]["200"]["content"]["image/png"]["schema"] == {"type": "string", "format": "binary"}
+
+
 def test_tile_parameters_document_the_service_limits(document):
     params = {p["name"]: p for p in document["paths"]["/tiles/{layer_id}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}"]
               ["get"]["parameters"]}
