@@ -100,7 +100,7 @@ def geojson_view(client: httpx.Client, bbox: str) -> dict[str, float]:
         times.append(ms)
         size += n
         body = r.json()
-        features += body["numberReturned"]
+        features += body["number_returned"]
         cursor = body["next_cursor"]
         if not cursor or features >= GEOJSON_CUTOFF:
             break

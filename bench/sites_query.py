@@ -128,7 +128,7 @@ def measure(base: str, params: dict, requests: int) -> tuple[float, float, int]:
             r = client.get("/api/sites", params=params)
             times.append((time.perf_counter() - t0) * 1000)
             r.raise_for_status()
-            n = r.json()["numberReturned"]
+            n = r.json()["number_returned"]
     q = statistics.quantiles(times, n=100)
     return statistics.median(times), q[94], n
 

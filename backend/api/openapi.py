@@ -12,8 +12,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from backend.api.routers.tiles import COLORMAPS, MAX_LIST_VALUES, MAX_TEXT, MAX_ZOOM, SIZE_LIMITS
+from backend.api.routers.tiles import COLORMAPS, MAX_LIST_VALUES, MAX_TEXT, SIZE_LIMITS
 from backend.api.schemas import Problem
+from backend.api.shared import MAX_ZOOM
 
 PROBLEM_REF = "#/components/schemas/Problem"
 #: Text parameters of the tile endpoints, each at most MAX_TEXT characters.

@@ -10,10 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from backend.layers.cog import LAYER_KINDS
-
-#: The layer kinds, for the schemas (a kind is one of LAYER_KINDS' keys).
-KIND_ENUM: dict[str, Any] = {"enum": list(LAYER_KINDS)}
+from backend.layers.cog import LayerKind, ScoreKind
 
 # -- errors ------------------------------------------------------------------------------------------
 
@@ -130,7 +127,7 @@ class SitesPage(BaseModel):
 
     type: Literal["FeatureCollection"]
     features: list[SiteFeature]
-    numberReturned: int  # noqa: N815 (the OGC API - Features spelling)
+    number_returned: int
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")
     links: list[Link]
 
@@ -204,7 +201,7 @@ class LayerPublic(BaseModel):
 
     id: str = Field(description="<species>.<kind>")
     species: str
-    kind: str = Field(json_schema_extra=KIND_ENUM)
+    kind: LayerKind
     description: str
     colormap: str
     rescale: list[float] = Field(min_length=2, max_length=2)
@@ -214,9 +211,9 @@ class LayerPublic(BaseModel):
 
 
 class LayersPublic(BaseModel):
-    """The layer version being served and its layers (version null before the first re-inference)."""
+    """The layer version being served and its layers (layer_version null before the first re-inference)."""
 
-    version: int | None
+    layer_version: int | None
     layers: list[LayerPublic]
     published_at: str | None = None
     model: dict[str, Any] | None = Field(default=None, description="Model card summary")
@@ -286,7 +283,7 @@ class ClustersCollection(BaseModel):
     type: Literal["FeatureCollection"]
     layer_version: int | None
     features: list[ClusterFeature]
-    numberReturned: int | None = None  # noqa: N815 (absent before the first layer version)
+    number_returned: int | None = None  # absent before the first layer version
 
 
 # -- box statistics and infill -----------------------------------------------------------------------
@@ -319,7 +316,7 @@ class ProspectivityStats(BaseModel):
     """Per species statistics of one layer kind inside a box."""
 
     layer_version: int
-    kind: str = Field(json_schema_extra=KIND_ENUM)
+    kind: ScoreKind
     description: str
     bbox: list[float] = Field(min_length=4, max_length=4)
     crs: str

@@ -28,7 +28,7 @@ export class ModelLayers {
   async refresh() {
     const body = await getJSON("/api/layers");
     this.catalogue = body.layers || [];
-    this.version = body.version ?? null;
+    this.version = body.layer_version ?? null;
     return body;
   }
 

@@ -52,7 +52,7 @@ def test_reinference_job_publishes_a_new_version(admin_env):
         assert job["status"] == "succeeded", job
         assert job["progress"] == 1.0 and job["layer_version"] > first
         assert client.get(f"/admin/jobs/{job_id}", headers=AUTH).json()["status"] == "succeeded"
-        assert client.get("/api/layers").json()["version"] == job["layer_version"]
+        assert client.get("/api/layers").json()["layer_version"] == job["layer_version"]
         assert client.get("/admin/jobs/999999", headers=AUTH).status_code == 404
 
 
@@ -86,7 +86,7 @@ def test_concurrent_409_and_kill_9_leaves_served_version_intact(admin_env):
         assert statuses and "building" not in statuses, statuses
         after = load_current(engine, settings.layers_dir)
         assert after is not None and before is not None and after.id == before.id
-        assert restarted.get("/api/layers").json()["version"] == before.id
+        assert restarted.get("/api/layers").json()["layer_version"] == before.id
         tile = restarted.get("/tiles/zinc.prospectivity/tiles/WebMercatorQuad/7/20/48.png")
         assert tile.status_code in (200, 404) and tile.status_code != 500
         assert all(after.path(i).is_file() for i in after.layers)

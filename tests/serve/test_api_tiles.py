@@ -51,7 +51,7 @@ def test_tile_outside_the_data_is_404_or_transparent_never_500(serve_client):
 
 def test_tilejson_and_layers_listing(serve_client, published):
     body = serve_client.get("/api/layers").json()
-    assert body["version"] == published
+    assert body["layer_version"] == published
     ids = {layer["id"] for layer in body["layers"]}
     assert "zinc.discrepancy" in ids and "gold.uncertainty" in ids
     layer = next(layer for layer in body["layers"] if layer["id"] == "zinc.prospectivity")

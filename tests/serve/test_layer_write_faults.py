@@ -52,7 +52,7 @@ def _assert_served_version_intact(settings, engine, first: int, before: dict[str
 
     tile = morecantile.tms.get("WebMercatorQuad").tile(*FOOTHILLS, 6)
     with TestClient(create_app(settings)) as client:
-        assert client.get("/api/layers").json()["version"] == first
+        assert client.get("/api/layers").json()["layer_version"] == first
         r = client.get(f"/tiles/zinc.prospectivity/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png")
         assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
 

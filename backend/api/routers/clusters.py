@@ -70,5 +70,5 @@ def list_clusters(
                 "label_point": [round(row["lon"], 5), round(row["lat"], 5)], "layer_version": version.id,
             },
         })
-    body["numberReturned"] = len(body["features"])
+    body["number_returned"] = len(body["features"])
     return GeoJSONResponse(orjson.dumps(body))

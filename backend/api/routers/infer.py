@@ -17,8 +17,6 @@ from rio_tiler.models import ImageData
 
 from backend.api.errors import BadQuery
 from backend.api.query import BBox, parse_bbox, parse_species
-from backend.api.routers.layers import render_query
-from backend.api.routers.prospectivity import array_stats
 from backend.api.schemas import (
     GridWindow,
     InferImage,
@@ -29,6 +27,7 @@ from backend.api.schemas import (
 )
 from backend.api.serve_errors import BoxTooLarge, ServiceNotReady
 from backend.api.serving import Serving, ServingDep
+from backend.api.shared import array_stats, render_query
 from backend.inference.infill import InfillRequest, InfillResult, run_infill
 from backend.layers.catalog import TemporaryLayer
 from backend.layers.cog import read_geographic_bounds, write_layer

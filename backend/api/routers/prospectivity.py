@@ -18,6 +18,7 @@ from backend.api.query import BBox, parse_bbox, parse_species
 from backend.api.schemas import ProspectivityStats, problems
 from backend.api.serve_errors import BoxTooLarge
 from backend.api.serving import ServingDep
+from backend.api.shared import array_stats
 from backend.layers.catalog import LayerNotFound, LayerVersion
 from backend.layers.cog import LAYER_KINDS, ScoreKind
 
@@ -42,17 +43,6 @@ def box_window(src: rasterio.DatasetReader, box: BBox) -> Window:
     if c1 <= c0 or r1 <= r0:
         return Window(0, 0, 0, 0)
     return Window(c0, r0, c1 - c0, r1 - r0)
-
-
-def array_stats(values: np.ndarray, cell_km2: float) -> dict[str, Any]:
-    """Count, mean, std, min, percentiles, max and the area above 0.5 of the finite cells."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return {"cells": 0}
-    p10, p50, p90 = np.percentile(finite, [10, 50, 90])
-    return {"cells": int(finite.size), "mean": float(finite.mean()), "std": float(finite.std()),
-            "min": float(finite.min()), "p10": float(p10), "p50": float(p50), "p90": float(p90),
-            "max": float(finite.max()), "area_km2_above_0_5": float((finite > 0.5).sum() * cell_km2)}
 
 
 def read_box(version: LayerVersion, layer_ids: list[str], box: BBox, max_cells: int

@@ -21,8 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from backend.api.deps import ConnDep
 from backend.api.errors import BadQuery
 from backend.api.frontend import NODE_MODULES
-from backend.api.routers.tiles import MAX_ZOOM
 from backend.api.schemas import SiteTileJSON, problems
+from backend.api.shared import MAX_ZOOM
 from backend.ingest.vocabulary import vocabulary
 
 router = APIRouter(tags=["sites"], responses=problems(503))

@@ -134,7 +134,7 @@ def _collection(request: Request, rows: list[Any], next_cursor: str | None) -> d
     body: dict[str, Any] = {
         "type": "FeatureCollection",
         "features": [_feature(r) for r in rows],
-        "numberReturned": len(rows),
+        "number_returned": len(rows),
         "next_cursor": next_cursor,
         "links": [],
     }

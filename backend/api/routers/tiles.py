@@ -31,6 +31,7 @@ from backend.api.errors import BadQuery
 from backend.api.guards import excerpt
 from backend.api.schemas import problems
 from backend.api.serving import get_serving
+from backend.api.shared import MAX_ZOOM
 from backend.layers.cog import LAYER_KINDS
 from backend.layers.reader import LayerReader
 from backend.layers.render import render_layer_image
@@ -49,7 +50,6 @@ SIZE_LIMITS: dict[str, tuple[float, float]] = {
 MAX_LIST_VALUES = 32
 #: Longest text parameter (``expression``, ``algorithm_params``, ``color_formula``).
 MAX_TEXT = 500
-MAX_ZOOM = 30
 
 
 def _number(name: str, text: str) -> float:
