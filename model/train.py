@@ -169,31 +169,23 @@ class ValidationSelector:
         self.best_score, self.best_step, self.best_state = state["score"], state["step"], state["weights"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _ModelFiles:
-    """Where one model's final checkpoint, resumable checkpoint and logs live."""
+    """Where one model's files live.
 
-    out: Path
+    The trained model (final.pt), the resumable state of an unfinished run (checkpoint.pt), the training log
+    (log.csv, LOG_FIELDS) and the validation scores of the scored steps (selection.csv).
+    """
 
-    @property
-    def final(self) -> Path:
-        """The trained model."""
-        return self.out / "final.pt"
+    final: Path
+    checkpoint: Path
+    log: Path
+    selection: Path
 
-    @property
-    def checkpoint(self) -> Path:
-        """The resumable state of an unfinished run."""
-        return self.out / "checkpoint.pt"
-
-    @property
-    def log(self) -> Path:
-        """The training log (LOG_FIELDS)."""
-        return self.out / "log.csv"
-
-    @property
-    def selection(self) -> Path:
-        """The validation scores of the scored steps."""
-        return self.out / "selection.csv"
+    @classmethod
+    def under(cls, out: Path) -> _ModelFiles:
+        """The files of a model folder."""
+        return cls(out / "final.pt", out / "checkpoint.pt", out / "log.csv", out / "selection.csv")
 
 
 @dataclass
@@ -272,8 +264,8 @@ def train_model(exp: Experiment, arch: str, seed: int, run_dir: Path, progress: 
         return _compose_gated(exp, arch, seed, run_dir, progress)
     torch.set_num_threads(exp.cfg.train.threads)
     torch.manual_seed(seed)
-    files = _ModelFiles(model_dir(run_dir, arch, seed))
-    files.out.mkdir(parents=True, exist_ok=True)
+    files = _ModelFiles.under(model_dir(run_dir, arch, seed))
+    files.final.parent.mkdir(parents=True, exist_ok=True)
     if files.final.exists():
         log.info("%s seed %d already trained (%s)", arch, seed, files.final)
         return files.final

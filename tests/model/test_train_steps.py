@@ -130,8 +130,8 @@ def test_final_weights_are_the_selected_else_the_average_else_the_last(tiny_conf
 
 def test_resume_cuts_the_logs_back_to_the_checkpoint(tmp_path, tiny_config, tiny_arrays) -> None:
     exp = open_experiment(tiny_config, cube=tiny_arrays)
-    files = _ModelFiles(model_dir(tmp_path, "unet", 0))
-    files.out.mkdir(parents=True)
+    files = _ModelFiles.under(model_dir(tmp_path, "unet", 0))
+    files.final.parent.mkdir(parents=True)
     run = _new_run(exp, "unet", 0, CPU)
     _learn(exp, run, 2)
     _save_atomic(run.checkpoint(run.rng.bit_generator.state), files.checkpoint)
