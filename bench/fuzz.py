@@ -49,6 +49,7 @@ SEMANTIC_RULES = {
     "GET /api/sites": "bbox min < max; species ids from the vocabulary; cursor from a previous page",
     "GET /api/clusters": "bbox min < max; species ids of the served layers",
     "GET /api/prospectivity": "bbox min < max, inside the grid, at most M3_PROSPECTIVITY_MAX_CELLS cells (413)",
+    "GET /api/identify": "lon/lat inside the grid; one species id of the served layers",
     "POST /api/infer": "bbox inside the grid and under M3_INFER_MAX_CELLS (413); species ids of the model; hidden "
                        "regions inside the bbox; ensemble at most M3_INFER_MAX_ENSEMBLE",
     "GET /tiles/{layer_id}/info.geojson": "crs must be a CRS that PROJ knows",

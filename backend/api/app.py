@@ -27,7 +27,18 @@ from backend.api.guards import (
     list_query_parameters,
 )
 from backend.api.openapi import install_openapi
-from backend.api.routers import admin, clusters, health, infer, layers, prospectivity, site_tiles, sites, tiles
+from backend.api.routers import (
+    admin,
+    clusters,
+    health,
+    identify,
+    infer,
+    layers,
+    prospectivity,
+    site_tiles,
+    sites,
+    tiles,
+)
 from backend.api.schemas import problems
 from backend.api.serve_errors import add_serve_exception_handlers
 from backend.api.serving import open_serving
@@ -99,6 +110,7 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(layers.router)
     app.include_router(clusters.router)
     app.include_router(prospectivity.router)
+    app.include_router(identify.router)
     app.include_router(infer.router)
     if settings.admin_enabled:
         app.include_router(admin.router)

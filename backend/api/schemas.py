@@ -286,6 +286,40 @@ class ClustersCollection(BaseModel):
     number_returned: int | None = None  # absent before the first layer version
 
 
+# -- identify ----------------------------------------------------------------------------------------
+
+
+class IdentifyCell(BaseModel):
+    """The grid cell a point falls in."""
+
+    col: int
+    row: int
+    crs: str = Field(description="The grid's CRS (equal-area, 1-mile cells)")
+    center: list[float] = Field(min_length=2, max_length=2, description="lon/lat of the cell centre")
+
+
+class IdentifyResult(BaseModel):
+    """The layers of one commodity at one cell, whether the cell is surveyed, and the nearest known site."""
+
+    layer_version: int
+    species: str
+    lon: float
+    lat: float
+    cell: IdentifyCell
+    prospectivity: float | None = Field(description="Mean ensemble score (null: no value); a relative "
+                                                    "favourability rank, not a calibrated probability")
+    uncertainty: float | None = Field(description="Standard deviation over the evaluations (null: fewer than two)")
+    evaluations: int | None = Field(description="How many evaluations hid the cell (null: outside the grid's land)")
+    discrepancy: float | None = Field(description="Prospectivity where no record of the commodity exists, inside "
+                                                  "coverage only (null elsewhere)")
+    in_coverage: bool | None = Field(description="Whether the cell lies in a state with systematic records "
+                                                 "(null: no cube to tell)")
+    nearest_site: NearestSite | None = Field(description="Nearest known site of the commodity (null: none known)")
+    nearest_distance_m: float | None = Field(description="Distance from the point to nearest_site, in metres "
+                                                         "on EPSG:5070")
+    note: str = Field(description="How to read the values")
+
+
 # -- box statistics and infill -----------------------------------------------------------------------
 
 
