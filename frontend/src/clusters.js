@@ -14,7 +14,7 @@ export function clusterPopup(p) {
     ? `${escapeHtml(p.nearest_site.name || `site ${p.nearest_site.id}`)}, ${fmt(p.nearest_distance_m / 1000, 1)} km away`
     : `none known`;
   return `<div class="popup"><h3>Flagged ${escapeHtml(p.species)} cluster (rank ${p.rank ?? "?"})</h3>` +
-    `<div><b>Mean probability:</b> ${fmt(p.mean_score)} · <b>max:</b> ${fmt(p.max_score)}</div>` +
+    `<div><b>Mean prospectivity:</b> ${fmt(p.mean_score)} · <b>max:</b> ${fmt(p.max_score)}</div>` +
     `<div><b>Area:</b> ${fmt(p.area_km2, 0)} km² (${p.n_cells ?? "?"} cells)</div>` +
     `<div><b>Nearest known ${escapeHtml(p.species)} site:</b> ${near}</div>` +
     `<div><b>Known sites of other commodities inside (${total}${total > sites.length ? `, first ${sites.length}` : ""}):</b></div>` +

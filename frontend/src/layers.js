@@ -1,6 +1,7 @@
 // Model layers (prospectivity, uncertainty, discrepancy, coverage) as TiTiler tiles, with a legend.
 
 import { getJSON } from "./api.js";
+import { escapeHtml } from "./ui.js";
 
 function gradient(stops) {
   const n = stops.length - 1;
@@ -14,6 +15,33 @@ async function colormapStops(name) {
   if (!stopsCache.has(name)) stopsCache.set(name, getJSON(`/api/colormaps/${encodeURIComponent(name)}`));
   return (await stopsCache.get(name)).stops;
 }
+
+const stretchCache = new Map();
+
+// The layer's 2nd and 98th percentiles (TiTiler statistics of the layer), or null when they do not spread.
+export async function percentileStretch(layer, version) {
+  const key = `${version}:${layer.id}`;
+  if (!stretchCache.has(key)) {
+    const url = `/tiles/${encodeURIComponent(layer.id)}/statistics?p=2&p=98`;
+    stretchCache.set(key, getJSON(url).then((body) => {
+      const band = Object.values(body)[0] || {};
+      const lo = Number(Number(band.percentile_2).toPrecision(4));
+      const hi = Number(Number(band.percentile_98).toPrecision(4));
+      return Number.isFinite(lo) && Number.isFinite(hi) && hi > lo ? [lo, hi] : null;
+    }));
+  }
+  return stretchCache.get(key);
+}
+
+// A tile or TileJSON URL with its rescale replaced.
+export function withRescale(url, [lo, hi]) {
+  const u = new URL(url, window.location.href);
+  u.searchParams.set("rescale", `${lo},${hi}`);
+  return u.toString();
+}
+
+// A legend number: three significant digits.
+const num = (v) => String(Number(v.toPrecision(3)));
 
 export class ModelLayers {
   constructor(map) {
@@ -36,8 +64,8 @@ export class ModelLayers {
     return this.catalogue.find((l) => l.kind === kind && l.species === species);
   }
 
-  async tileLayer(layer, pane) {
-    const tj = await getJSON(layer.tilejson);
+  async tileLayer(layer, pane, rescale = null) {
+    const tj = await getJSON(rescale ? withRescale(layer.tilejson, rescale) : layer.tilejson);
     if (!tj.tiles || !tj.tiles.length) throw new Error(`no tiles for layer ${layer.id}`);
     const options = { pane, opacity: this.opacity, maxNativeZoom: tj.maxzoom ?? 12, minZoom: 0,
       attribution: "M3 model" };
@@ -60,23 +88,33 @@ export class ModelLayers {
     const layer = this.find(species, kind);
     if (!layer) {
       legend.textContent = this.catalogue.length
-        ? `No ${kind} layer for ${species}.`
+        ? `No ${kind} layer for ${species.replaceAll("_", " ")}.`
         : "No model layers yet: run `m3 infer` (or POST /admin/reinference).";
       return null;
     }
-    this.active = await this.tileLayer(layer, "model");
+    const stretch = await percentileStretch(layer, this.version).catch(() => null);
+    if (this.active) { this.map.removeLayer(this.active); this.active = null; } // a newer show() got here first
+    this.active = await this.tileLayer(layer, "model", stretch);
     this.active.addTo(this.map);
-    await this.drawLegend(layer, legend);
+    await this.drawLegend(layer, legend, stretch);
     return layer;
   }
 
-  async drawLegend(layer, el) {
+  async drawLegend(layer, el, stretch) {
     const stops = await colormapStops(layer.colormap);
-    const [lo, hi] = layer.rescale || [0, 1];
-    el.innerHTML = `<div><b>${layer.species} ${layer.kind}</b> <span class="help">(${layer.colormap})</span></div>` +
-      (stops.length ? `<div class="bar" data-colormap="${layer.colormap}" style="background:${gradient(stops)}"></div>` : "") +
-      `<div class="ticks"><span>${lo}</span><span>${((lo + hi) / 2).toFixed(2)}</span><span>${hi}</span></div>` +
-      `<div class="help">${layer.description || ""}${this.version !== null ? ` · layer version v${this.version}` : ""}</div>`;
+    const [lo, hi] = stretch || layer.rescale || [0, 1];
+    const range = `${num(lo)}..${num(hi)}`;
+    const how = stretch
+      ? `Colours stretch from the 2nd to the 98th percentile of this layer: <span class="stretch">${range}</span>; ` +
+        "lower and higher values take the end colours."
+      : `Colours span the layer's default range <span class="stretch">${range}</span>.`;
+    const name = `${escapeHtml(layer.species.replaceAll("_", " "))} ${escapeHtml(layer.kind)}`;
+    el.innerHTML = `<div><b>${name}</b> <span class="help">(${escapeHtml(layer.colormap)})</span></div>` +
+      (stops.length ? `<div class="bar" data-colormap="${escapeHtml(layer.colormap)}" style="background:${gradient(stops)}"></div>` : "") +
+      `<div class="ticks"><span>${num(lo)}</span><span>${num((lo + hi) / 2)}</span><span>${num(hi)}</span></div>` +
+      `<div class="help">${how}</div>` +
+      (layer.kind === "prospectivity" ? '<div class="help">A relative favourability rank, not a probability of a deposit.</div>' : "") +
+      `<div class="help">${escapeHtml(layer.description || "")}${this.version !== null ? ` · layer version v${this.version}` : ""}</div>`;
   }
 
   setOpacity(value) {

@@ -7,6 +7,7 @@ import { ModelLayers } from "./layers.js";
 import { SitesLayer } from "./sites.js";
 import { DEFAULTS, LAYER_KINDS, MAX_ZOOM, MIN_ZOOM, readState, writeState } from "./state.js";
 import { setupBoxStats, setupInfill } from "./tools.js";
+import { setupIdentify, setupReadout } from "./identify.js";
 import { escapeHtml, showError, withBusy } from "./ui.js";
 
 const state = readState();
@@ -72,7 +73,7 @@ const commodityLabels = new Map();
 async function fillCommodities(select) {
   const body = await getJSON("/api/commodities");
   for (const c of body.commodities) commodityLabels.set(c.id, c.label);
-  select.innerHTML = `<option value="">The species above</option>` +
+  select.innerHTML = `<option value="">The commodity above</option>` +
     `<option value="all">Every commodity (${body.sites.toLocaleString()} sites)</option>` +
     body.commodities.map((c) => `<option value="${escapeHtml(c.id)}">${escapeHtml(c.label)} ` +
       `(${c.sites.toLocaleString()})</option>`).join("");
@@ -101,7 +102,8 @@ async function start() {
   const commoditySelect = $("sites-commodity");
   await fillCommodities(commoditySelect).catch(report);
   select.innerHTML = speciesBody.species.filter((s) => s.target)
-    .map((s) => `<option value="${s.id}">${s.label} (${s.sites.toLocaleString()} sites)</option>`).join("");
+    .map((s) => `<option value="${escapeHtml(s.id)}" data-label="${escapeHtml(s.label)}">${escapeHtml(s.label)} ` +
+      `(${s.sites.toLocaleString()} sites)</option>`).join("");
   if (!species.includes(state.species)) state.species = species.includes(DEFAULTS.species) ? DEFAULTS.species : species[0];
   if (!LAYER_KINDS.includes(state.layer)) state.layer = DEFAULTS.layer;
   select.value = state.species;
@@ -145,6 +147,9 @@ async function start() {
   }
 
   setupBoxStats(map, () => state.species, report);
+  setupIdentify(map, sites, () => ({ id: state.species,
+    label: select.selectedOptions[0] ? select.selectedOptions[0].dataset.label : state.species }), report);
+  setupReadout(map, report);
   setupInfill(map, () => state.species, species, report);
 
   map.on("moveend", () => { saveView(); updateExportLinks(); });

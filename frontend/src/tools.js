@@ -8,7 +8,7 @@ function statsTable(species) {
   const rows = Object.entries(species).map(([name, s]) =>
     `<tr><td>${escapeHtml(name)}${s.hidden_cells ? " (hidden)" : ""}</td><td>${fmt(s.mean)}</td><td>${fmt(s.p90)}</td>` +
     `<td>${fmt(s.max)}</td><td>${fmt(s.area_km2_above_0_5, 0)}</td></tr>`);
-  return "<table><thead><tr><th>species</th><th>mean</th><th>p90</th><th>max</th><th>km² &gt; 0.5</th></tr></thead>" +
+  return "<table><thead><tr><th>commodity</th><th>mean</th><th>p90</th><th>max</th><th>km² &gt; 0.5</th></tr></thead>" +
     `<tbody>${rows.join("")}</tbody></table>`;
 }
 
