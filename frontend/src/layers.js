@@ -113,7 +113,7 @@ export class ModelLayers {
       (stops.length ? `<div class="bar" data-colormap="${escapeHtml(layer.colormap)}" style="background:${gradient(stops)}"></div>` : "") +
       `<div class="ticks"><span>${num(lo)}</span><span>${num((lo + hi) / 2)}</span><span>${num(hi)}</span></div>` +
       `<div class="help">${how}</div>` +
-      (layer.kind === "prospectivity" ? '<div class="help">A relative favourability rank, not a probability of a deposit.</div>' : "") +
+      (layer.kind === "prospectivity" ? '<div class="help">Not the chance of an economic deposit: a rank for follow-up.</div>' : "") +
       `<div class="help">${escapeHtml(layer.description || "")}${this.version !== null ? ` · layer version v${this.version}` : ""}</div>`;
   }
 

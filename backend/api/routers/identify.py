@@ -41,6 +41,20 @@ FROM near, p
 ORDER BY distance_m, near.id
 LIMIT 1
 """)
+#: Every site of the species in a lon/lat box around the point, nearest in metres (EPSG:5070) first.
+BOX_SQL = sa.text("""
+WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g)
+SELECT s.id, s.name, s.source, ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat,
+       ST_Distance(ST_Transform(s.geom, 5070), ST_Transform(p.g, 5070)) AS distance_m
+FROM sites s, p
+WHERE s.species @> ARRAY[CAST(:species AS text)]
+  AND s.geom && ST_MakeEnvelope(:lon - :dlon, :lat - :dlat, :lon + :dlon, :lat + :dlat, 4326)
+ORDER BY distance_m, s.id
+LIMIT 1
+""")
+#: Metres of a degree of latitude, at the least (at the equator), and the slack for EPSG:5070's scale error.
+METRES_PER_DEGREE = 110_574.0
+SCALE_SLACK = 1.05
 NOTE = ("Prospectivity is a relative favourability rank from a model trained on the surveyed states, not a "
         "calibrated probability of a deposit; discrepancy marks where the model expects a record that the data "
         "lack (a lead, not a discovery); outside survey coverage an empty cell is unknown, not barren.")
@@ -114,6 +128,10 @@ def nearest_site(conn: sa.Connection, species: str, lon: float, lat: float) -> t
     row = conn.execute(NEAREST_SQL, {"lon": lon, "lat": lat, "species": species, "k": CANDIDATES}).first()
     if row is None:
         return None, None
+    # the candidates are the nearest in degrees; any site nearer in metres lies in this box around the point
+    reach = float(row.distance_m) * SCALE_SLACK / METRES_PER_DEGREE
+    dlon = min(180.0, reach / max(math.cos(math.radians(min(89.0, abs(lat) + reach))), 1e-6))
+    row = conn.execute(BOX_SQL, {"lon": lon, "lat": lat, "species": species, "dlat": reach, "dlon": dlon}).one()
     site = {"id": row.id, "name": row.name, "source": row.source, "lon": round(row.lon, 5), "lat": round(row.lat, 5)}
     return site, round(float(row.distance_m))
 
