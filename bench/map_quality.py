@@ -15,7 +15,8 @@ windows, pooled. A straight step line scores high, a natural raster or a smooth 
   there (the grid-native COGs), and, with ``--cube``, of each cube covariate masked to CONUS as a reference.
 - ``--compare``: another layer folder, e.g. an ``m3 infer --mask-seed 1`` run beside an ``--mask-seed 0``
   run: per species, Spearman's rank correlation over the CONUS cells and the 99th percentile of the
-  absolute difference (backend.layers.quality.stability).
+  absolute difference (backend.layers.quality.stability); with ``--cube`` also over the cells inside survey
+  coverage and over the CONUS cells outside it.
 
 Prints Markdown tables; ``--json`` also writes the figures.
 """
@@ -68,6 +69,27 @@ def covariate_seams(cube: Path, conus: np.ndarray | None) -> dict[str, float]:
     return out
 
 
+def coverage_masks(cube: Path) -> dict[str, np.ndarray]:
+    """The cube's covered cells and its CONUS cells outside coverage (coverage.tif: coverage, conus)."""
+    with rasterio.open(cube / "coverage.tif") as src:
+        covered, conus = src.read(1) > 0, src.read(2) > 0
+    return {"inside coverage": covered, "outside coverage": conus & ~covered}
+
+
+def compare_runs(layers: dict[str, np.ndarray], other: dict[str, np.ndarray], cube: Path | None) -> dict:
+    """Per species, the stability of two runs over every cell both serve and, with a cube, by coverage."""
+    parts = {"CONUS": None, **(coverage_masks(cube) if cube else {})}
+    figures: dict = {}
+    print("| species | cells | Spearman | p99 of abs difference |\n| --- | --- | --- | --- |")
+    for sp in [sp for sp in layers if sp in other]:
+        figures[sp] = {}
+        for part, where in parts.items():
+            s = stability(layers[sp], other[sp], where)
+            figures[sp][part] = {"spearman": s.spearman, "p99_abs_diff": s.p99_abs_diff, "cells": s.cells}
+            print(f"| {sp} | {part} ({s.cells}) | {s.spearman:.4f} | {s.p99_abs_diff:.4f} |")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=Path, default=None, help="a layer version folder (default: the latest)")
@@ -95,16 +117,9 @@ def main() -> None:
             print(f"| {name} | {value:.2f} |")
 
     if args.compare:
-        other = read_layers(args.compare, args.kind)
-        common = [sp for sp in layers if sp in other]
         figures["compare"] = str(args.compare)
-        figures["stability"] = {}
         print(f"\nStability: {folder} against {args.compare} over the cells both serve\n")
-        print("| species | Spearman | p99 of abs difference | cells |\n| --- | --- | --- | --- |")
-        for sp in common:
-            s = stability(layers[sp], other[sp])
-            figures["stability"][sp] = {"spearman": s.spearman, "p99_abs_diff": s.p99_abs_diff, "cells": s.cells}
-            print(f"| {sp} | {s.spearman:.4f} | {s.p99_abs_diff:.4f} | {s.cells} |")
+        figures["stability"] = compare_runs(layers, read_layers(args.compare, args.kind), args.cube)
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
