@@ -17,6 +17,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import from_bounds
 
+from backend.cube.contract import NormalisationSpec
 from backend.cube.grid import Grid, offset_transform
 from backend.cube.sources import CovariateError, SourceRaster, read_user_geotiff
 
@@ -45,16 +46,8 @@ class Covariate:
         return np.isfinite(self.data).astype(np.uint8)
 
 
-@dataclass(frozen=True)
-class Normalisation:
-    """Statistics of a covariate over the valid cells inside CONUS; z = (value - mean) / std."""
-
-    mean: float
-    std: float
-    min: float
-    max: float
-    valid_cells: int
-    valid_fraction_conus: float
+class Normalisation(NormalisationSpec):
+    """Statistics of a covariate over the valid cells inside CONUS (cube.json's schema); z = (value - mean) / std."""
 
     def apply(self, data: np.ndarray) -> np.ndarray:
         """Normalise physical values (NaN stays NaN) to float32."""
@@ -63,14 +56,7 @@ class Normalisation:
 
     def to_json(self) -> dict[str, Any]:
         """The statistics as plain JSON numbers."""
-        return {
-            "mean": self.mean,
-            "std": self.std,
-            "min": self.min,
-            "max": self.max,
-            "valid_cells": self.valid_cells,
-            "valid_fraction_conus": self.valid_fraction_conus,
-        }
+        return self.model_dump()
 
 
 def normalisation(data: np.ndarray, region: np.ndarray) -> Normalisation:
