@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -77,5 +78,7 @@ def test_lifespan_opens_the_serving_state_and_disposes_of_the_engine(monkeypatch
         async with _lifespan(Settings(database_url=URL))(app):
             assert app.state.engine is engine and app.state.serving is serving and not disposed
 
-    asyncio.run(run())
+    # a thread of its own: an earlier test (a browser driver) may have left an event loop running in this one
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
     assert disposed == [True]
