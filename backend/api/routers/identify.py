@@ -25,20 +25,13 @@ router = APIRouter(prefix="/api", tags=["identify"], responses=problems(404, 503
 
 #: The layer kinds read at the cell.
 KINDS = ("prospectivity", "uncertainty", "evaluations", "discrepancy")
-#: Sites of the commodity nearest in degrees (index order) among which the nearest in metres is chosen.
-CANDIDATES = 64
-NEAREST_SQL = sa.text("""
-WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g),
-near AS (
-  SELECT s.id, s.name, s.source, s.geom FROM sites s, p
-  WHERE s.species @> ARRAY[CAST(:species AS text)]
-  ORDER BY s.geom <-> p.g
-  LIMIT :k
-)
-SELECT near.id, near.name, near.source, ST_X(near.geom) AS lon, ST_Y(near.geom) AS lat,
-       ST_Distance(ST_Transform(near.geom, 5070), ST_Transform(p.g, 5070)) AS distance_m
-FROM near, p
-ORDER BY distance_m, near.id
+#: The distance in metres (EPSG:5070) of the site of the species nearest in degrees: a bound on the nearest in metres.
+BOUND_SQL = sa.text("""
+WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g)
+SELECT ST_Distance(ST_Transform(s.geom, 5070), ST_Transform(p.g, 5070))
+FROM sites s, p
+WHERE s.species @> ARRAY[CAST(:species AS text)]
+ORDER BY s.geom <-> p.g
 LIMIT 1
 """)
 #: Every site of the species in a lon/lat box around the point, nearest in metres (EPSG:5070) first.
@@ -125,11 +118,11 @@ def in_coverage(cube_dir: Path, lon: float, lat: float) -> bool | None:
 
 def nearest_site(conn: sa.Connection, species: str, lon: float, lat: float) -> tuple[dict | None, float | None]:
     """The known site of ``species`` nearest to the point and its distance in metres (EPSG:5070)."""
-    row = conn.execute(NEAREST_SQL, {"lon": lon, "lat": lat, "species": species, "k": CANDIDATES}).first()
-    if row is None:
+    bound = conn.execute(BOUND_SQL, {"lon": lon, "lat": lat, "species": species}).scalar()
+    if bound is None:
         return None, None
-    # the candidates are the nearest in degrees; any site nearer in metres lies in this box around the point
-    reach = float(row.distance_m) * SCALE_SLACK / METRES_PER_DEGREE
+    # any site nearer in metres than the nearest in degrees lies in this box around the point
+    reach = float(bound) * SCALE_SLACK / METRES_PER_DEGREE
     dlon = min(180.0, reach / max(math.cos(math.radians(min(89.0, abs(lat) + reach))), 1e-6))
     row = conn.execute(BOX_SQL, {"lon": lon, "lat": lat, "species": species, "dlat": reach, "dlon": dlon}).one()
     site = {"id": row.id, "name": row.name, "source": row.source, "lon": round(row.lon, 5), "lat": round(row.lat, 5)}
@@ -152,7 +145,7 @@ def identify(
     """Prospectivity, uncertainty, evaluations and discrepancy of a species at the cell holding the point.
 
     Also whether the cell lies inside survey coverage and the nearest known site of the species (distance in metres
-    on EPSG:5070, the nearest in metres among the sites nearest in degrees).
+    on EPSG:5070, the true nearest in metres).
     """
     version = serving.catalog.current()
     if version is None:
