@@ -349,14 +349,38 @@ def load_cube(folder: Path, species: Sequence[str] | None = None, covariates: Se
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def channel_names(species: Sequence[str], covariates: Sequence[str]) -> list[str]:
-    """The standard channel order: visible and hidden per species, then covariates and their validity."""
+#: How a model reads cells outside the surveyed states (the coverage rule) that hold no record of a species:
+#: ``absent`` (as visible zeros, a known absence: the older models) or ``unknown`` (hidden, like any cell the
+#: model is asked to fill in, with the ``surveyed:coverage`` channel saying which cells were surveyed).
+UNSURVEYED_MODES = ("absent", "unknown")
+#: The channel that marks surveyed cells (1) in a model that reads unsurveyed cells as unknown.
+SURVEYED_CHANNEL = "surveyed:coverage"
+
+
+def channel_names(species: Sequence[str], covariates: Sequence[str], unsurveyed: str = "absent") -> list[str]:
+    """The standard channel order: visible and hidden per species, then covariates and their validity.
+
+    With ``unsurveyed="unknown"`` the surveyed-cells channel comes last.
+    """
+    if unsurveyed not in UNSURVEYED_MODES:
+        raise ValueError(f"unsurveyed mode {unsurveyed!r} unknown; known: {', '.join(UNSURVEYED_MODES)}")
     return ([f"visible:{s}" for s in species] + [f"hidden:{s}" for s in species]
-            + [f"cov:{c}" for c in covariates] + [f"valid:{c}" for c in covariates])
+            + [f"cov:{c}" for c in covariates] + [f"valid:{c}" for c in covariates]
+            + ([SURVEYED_CHANNEL] if unsurveyed == "unknown" else []))
+
+
+def unsurveyed_mode(spec: object) -> str:
+    """A model's or layout's ``unsurveyed`` mode (``absent`` where it has none: models exported before it)."""
+    return str(getattr(spec, "unsurveyed", "absent") or "absent")
+
+
+def unknown_cells(cube: CubeArrays, species: str) -> np.ndarray:
+    """(H, W) bool: cells outside the surveyed states with no record of ``species`` (unknown, not absent)."""
+    return ~cube.coverage & (cube.labels[cube.species.index(species)] == 0)
 
 
 class ChannelRef(Protocol):
-    """An input channel: its kind (visible, hidden, cov, valid) and the species or covariate it names."""
+    """An input channel: its kind (visible, hidden, cov, valid, surveyed) and the species or covariate it names."""
 
     @property
     def kind(self) -> str:
@@ -378,6 +402,8 @@ class InputSpec(Protocol):
     def species(self) -> Sequence[str]:
         """The species of the hide mask's rows."""
 
+    # An ``unsurveyed`` attribute (UNSURVEYED_MODES) is read where present; see :func:`unsurveyed_mode`.
+
 
 @dataclass(frozen=True)
 class InputChannel:
@@ -393,12 +419,13 @@ class InputLayout:
 
     channels: tuple[InputChannel, ...]
     species: tuple[str, ...]
+    unsurveyed: str = "absent"
 
     @classmethod
-    def of(cls, species: Sequence[str], covariates: Sequence[str]) -> InputLayout:
+    def of(cls, species: Sequence[str], covariates: Sequence[str], unsurveyed: str = "absent") -> InputLayout:
         """The layout training feeds and export writes to model.json."""
-        names = channel_names(species, covariates)
-        return cls(tuple(InputChannel(*n.split(":", 1)) for n in names), tuple(species))
+        names = channel_names(species, covariates, unsurveyed)
+        return cls(tuple(InputChannel(*n.split(":", 1)) for n in names), tuple(species), unsurveyed)
 
 
 def assemble_inputs(spec: InputSpec, cube: CubeArrays, hidden: np.ndarray, out: np.ndarray | None = None,
@@ -406,7 +433,9 @@ def assemble_inputs(spec: InputSpec, cube: CubeArrays, hidden: np.ndarray, out: 
     """The model input (C, H, W) float32 for cube arrays and a hide mask ``hidden`` (S_spec, H, W).
 
     ``visible:<sp>`` is the presence with hidden cells zeroed, ``hidden:<sp>`` the mask itself, ``cov:`` and
-    ``valid:`` the raw cube bands (NaN kept: the network maps NaN to 0 itself, as the exported graph does).
+    ``valid:`` the raw cube bands (NaN kept: the network maps NaN to 0 itself, as the exported graph does),
+    ``surveyed:coverage`` the coverage. A model that reads unsurveyed cells as unknown also has every cell
+    outside coverage without a record of a species hidden for that species (:func:`fill_species_channels`).
     With ``out`` (float32 (C, H, W), possibly a view into a larger padded buffer) the input is written there.
     """
     h, w = cube.shape
@@ -420,6 +449,8 @@ def assemble_inputs(spec: InputSpec, cube: CubeArrays, hidden: np.ndarray, out: 
         elif ch.kind == "valid":
             name = ch.name if ch.name in index else ch.name.removesuffix("_valid")
             x[k] = cube.valid[index[name]]
+        elif ch.kind == "surveyed":
+            x[k] = cube.coverage
     fill_species_channels(spec, cube, hidden, x, pool)
     return x
 
@@ -428,18 +459,23 @@ def fill_species_channels(spec: InputSpec, cube: CubeArrays, hidden: np.ndarray,
                           pool: Executor | None = None) -> None:
     """Overwrite the visible and hidden channels of an input ``x`` for a new hide mask (in place).
 
-    A species the mask does not cover is visible everywhere. With a thread ``pool`` the channels are written in
-    parallel (numpy releases the GIL): on a GPU the whole-map pass is otherwise bound by this copy.
+    A species the mask does not cover is visible everywhere. In a model whose ``unsurveyed`` mode is
+    ``unknown``, the cells outside coverage with no record of a species are hidden too, whatever the mask
+    (their visible channel is 0 either way). With a thread ``pool`` the channels are written in parallel
+    (numpy releases the GIL): on a GPU the whole-map pass is otherwise bound by this copy.
     """
     hidden = np.asarray(hidden, dtype=bool)
     index = {s: i for i, s in enumerate(spec.species)}
     cube_index = {s: i for i, s in enumerate(cube.species)}
+    unknown = unsurveyed_mode(spec) == "unknown"
 
     def fill(k: int) -> None:
         ch = spec.channels[k]
         i = index.get(ch.name)
         if ch.kind == "hidden":
             x[k] = hidden[i] if i is not None else 0
+            if unknown:
+                x[k] = np.logical_or(x[k], unknown_cells(cube, ch.name))
         elif i is None:
             x[k] = cube.labels[cube_index[ch.name]]
         else:
