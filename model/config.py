@@ -9,6 +9,8 @@ from typing import Any, Final, Literal
 
 import yaml
 
+from backend.cube.contract import UNSURVEYED_MODES
+
 #: The name of the model ``m3 export`` ships (model.onnx): every configuration has a model of this name, and the
 #: evaluation, protocol and reports compare the other methods with it.
 EXPORTED_MODEL: Final = "unet"
@@ -37,6 +39,10 @@ class DataConfig:
     split_seed: int = 0
     min_block_coverage: float = 0.05
     patch_cells: int = 96
+    #: Cells outside the surveyed states without a record: ``absent`` (visible zeros, a known absence) or
+    #: ``unknown`` (hidden for that species in every input, never a training target; the model gets a
+    #: surveyed-cells channel). Records there stay visible inputs either way.
+    unsurveyed: str = "absent"
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,11 @@ RETIRED_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Options added after protocol folders and caches were stamped, at the value that keeps the old behaviour:
+#: a configuration with them at that value has the digest it had before they existed.
+ADDED_OPTIONS: dict[str, dict[str, Any]] = {"data": {"unsurveyed": "absent"}}
+
+
 def _drop_retired(cls: type, raw: dict[str, Any], where: str) -> dict[str, Any]:
     """``raw`` without the retired options of ``cls`` set to their disabling value; an error for any other value."""
     retired = RETIRED_OPTIONS.get(cls.__name__, {})
@@ -237,6 +248,10 @@ def digest_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     for spec in out["models"].values():
         spec.update(_plain(RETIRED_OPTIONS["ModelSpec"]))
     out["train"].update(_plain(RETIRED_OPTIONS["TrainConfig"]))
+    for section, defaults in ADDED_OPTIONS.items():  # newer options at their old behaviour: digests unchanged
+        for key, value in defaults.items():
+            if out[section].get(key) == value:
+                del out[section][key]
     return out
 
 
@@ -297,6 +312,8 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
             raise ValueError(f"protocol.baselines {bad} unknown; known: {list(PROTOCOL_BASELINES)}")
     if abs(sum(cfg.data.split_fractions) - 1.0) > 1e-6:
         raise ValueError(f"data.split_fractions must sum to 1; got {cfg.data.split_fractions}")
+    if cfg.data.unsurveyed not in UNSURVEYED_MODES:
+        raise ValueError(f"data.unsurveyed must be one of {list(UNSURVEYED_MODES)}; got {cfg.data.unsurveyed!r}")
     return cfg
 
 

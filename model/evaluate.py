@@ -98,7 +98,7 @@ def network_predictor(exp: Experiment, net) -> Predictor:  # noqa: ANN001 (torch
         bs = exp.cfg.eval.batch_size
         with torch.no_grad():
             for i in range(0, len(cases), bs):
-                x = np.stack([case_inputs(exp.cube, c) for c in cases[i:i + bs]])
+                x = np.stack([case_inputs(exp.cube, c, exp.layout) for c in cases[i:i + bs]])
                 yield from torch.sigmoid(net(torch.from_numpy(x).to(device))).cpu().numpy()
     return predict
 

@@ -65,7 +65,7 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
     metrics = read_metrics(run_dir / "metrics.json")
     seed = select_seed(exp, run_dir, metrics)
     net = load_trained(exp, EXPORTED_MODEL, model_dir(run_dir, EXPORTED_MODEL, seed) / "final.pt")
-    channels = channel_names(exp.cube.species, exp.cube.covariates)
+    channels = channel_names(exp.cube.species, exp.cube.covariates, exp.cfg.data.unsurveyed)
     onnx_path = run_dir / "model.onnx"
     export_onnx(net, onnx_path, len(channels), size=4 * net.multiple)
     stem = net.stem
@@ -85,7 +85,7 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
         },
         "opset": OPSET, "sha256": sha256_file(onnx_path), "config": exp.cfg.to_dict(),
         "metrics": _headline(metrics), "cube": exp.cube.cube_sha256,
-        "seed": seed, "arch": EXPORTED_MODEL,
+        "seed": seed, "arch": EXPORTED_MODEL, "unsurveyed": exp.cfg.data.unsurveyed,
     }
     tmp = run_dir / "model.json.tmp"
     tmp.write_text(json.dumps(_clean(payload), indent=2, sort_keys=True) + "\n", encoding="utf-8")

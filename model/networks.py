@@ -28,12 +28,14 @@ class InputStem(nn.Module):
     cooccurrence: torch.Tensor
 
     def __init__(self, n_species: int, n_covariates: int, blur_radius: int, cooccurrence: torch.Tensor | None = None,
-                 context_radius: int = 0):
+                 context_radius: int = 0, extra_channels: int = 0):
         super().__init__()
         if blur_radius < 1 or context_radius < 0:
             raise ValueError(f"stem radii must be positive: blur {blur_radius}, context {context_radius}")
         self.n_species = n_species
-        self.in_channels = 2 * n_species + 2 * n_covariates
+        # the contract's channels: visible and hidden per species, covariates and validity, then the extra
+        # channels (the surveyed-cells channel of a model that reads unsurveyed cells as unknown)
+        self.in_channels = 2 * n_species + 2 * n_covariates + extra_channels
         self.radius = blur_radius
         self.context_radius = context_radius
         self.register_buffer("scale", torch.ones(1, self.in_channels, 1, 1))
@@ -264,9 +266,9 @@ class ProbabilityModel(nn.Module):
 
 def build_network(arch: str, params: dict, n_species: int, n_covariates: int, blur_radius: int,
                   cooccurrence: torch.Tensor | None = None, prior_skip: bool = False,
-                  context_radius: int = 0) -> M3Network:
+                  context_radius: int = 0, extra_channels: int = 0) -> M3Network:
     """Build a registered architecture behind the shared input stem (see :class:`M3Network` for the options)."""
     if arch not in NETWORKS:
         raise ValueError(f"architecture {arch!r} is unknown; known: {', '.join(sorted(NETWORKS))}")
-    stem = InputStem(n_species, n_covariates, blur_radius, cooccurrence, context_radius)
+    stem = InputStem(n_species, n_covariates, blur_radius, cooccurrence, context_radius, extra_channels)
     return M3Network(stem, NETWORKS[arch](stem.out_channels, n_species, **params), prior_skip=prior_skip)

@@ -27,15 +27,21 @@ class Batch:
 
 
 class PatchSampler:
-    """Patches centred on random covered train cells; non-train cells are hidden, never zeros."""
+    """Patches centred on random covered train cells; non-train cells are hidden, never zeros.
 
-    def __init__(self, cube: CubeArrays, split: BlockSplit, masks: MaskGenerator, patch_cells: int) -> None:
+    Only covered train cells are training targets: with ``layout`` reading unsurveyed cells as unknown they
+    are hidden in the input too (:func:`backend.cube.contract.fill_species_channels`), but an empty
+    unsurveyed cell is never scored as a negative.
+    """
+
+    def __init__(self, cube: CubeArrays, split: BlockSplit, masks: MaskGenerator, patch_cells: int,
+                 layout: InputLayout | None = None) -> None:
         self.cube, self.split, self.masks, self.size = cube, split, masks, patch_cells
         rows, cols = np.nonzero((split.cell_split == TRAIN) & cube.coverage)
         if rows.size == 0:
             raise ValueError("no covered train cells: check the coverage layer and data.split_fractions")
         self.rows, self.cols = rows, cols
-        self.layout = InputLayout.of(cube.species, cube.covariates)
+        self.layout = layout or InputLayout.of(cube.species, cube.covariates)
 
     def patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One (x, y, loss_mask) patch with a fresh training mask."""
@@ -121,9 +127,9 @@ def evaluation_cases(cube: CubeArrays, split: BlockSplit, split_name: str, regim
     return cases
 
 
-def case_inputs(cube: CubeArrays, case: EvalCase) -> np.ndarray:
-    """The raw input window (C, H, W) of an evaluation case, built on demand to keep memory small."""
+def case_inputs(cube: CubeArrays, case: EvalCase, layout: InputLayout | None = None) -> np.ndarray:
+    """The raw input window (C, H, W) of an evaluation case (for ``layout``, the standard one by default)."""
     (r0, c0), (h, w) = case.origin, case.labels.shape[1:]
     view = cube.crop(slice(r0, r0 + h), slice(c0, c0 + w))
     view.labels = case.labels
-    return assemble_inputs(InputLayout.of(cube.species, cube.covariates), view, case.hidden)
+    return assemble_inputs(layout or InputLayout.of(cube.species, cube.covariates), view, case.hidden)

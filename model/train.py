@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from backend.cube.contract import InputLayout
 from model.channels import cooccurrence_matrix
 from model.config import GATED, ExperimentConfig, LossConfig, model_loss, model_masking
 from model.cube_data import CubeArrays, load_cube
@@ -44,6 +45,11 @@ class Experiment:
     def train_cells(self) -> np.ndarray:
         """(H, W) bool: the covered cells of train blocks."""
         return (self.split.cell_split == TRAIN) & self.cube.coverage
+
+    @property
+    def layout(self) -> InputLayout:
+        """The input channels the configured networks read (and export writes to model.json)."""
+        return InputLayout.of(self.cube.species, self.cube.covariates, self.cfg.data.unsurveyed)
 
     @property
     def cooccurrence(self) -> np.ndarray:
@@ -86,9 +92,10 @@ def new_network(exp: Experiment, arch: str) -> M3Network | GatedExperts:
     if spec.arch == GATED:
         known, blind = (cast(M3Network, new_network(exp, name)) for name in spec.experts)
         return GatedExperts(known, blind)
+    extra = len(exp.layout.channels) - 2 * len(exp.cube.species) - 2 * len(exp.cube.covariates)
     return build_network(spec.arch, dict(spec.params), len(exp.cube.species), len(exp.cube.covariates),
                          exp.cfg.train.blur_radius, torch.from_numpy(exp.cooccurrence), prior_skip=spec.prior_skip,
-                         context_radius=exp.cfg.train.context_radius)
+                         context_radius=exp.cfg.train.context_radius, extra_channels=extra)
 
 
 def new_ema(net: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
@@ -324,7 +331,7 @@ def _train_steps(exp: Experiment, arch: str, run: _Run, files: _ModelFiles, name
     """
     cfg, spec = exp.cfg, exp.cfg.models[arch]
     sampler = PatchSampler(exp.cube, exp.split, MaskGenerator(model_masking(cfg, spec), len(exp.cube.species)),
-                           cfg.data.patch_cells)
+                           cfg.data.patch_cells, exp.layout)
     loss_cfg = model_loss(cfg, spec)
     weight = _positive_weight(exp, loss_cfg, run.device)
     select_every = cfg.train.select_every

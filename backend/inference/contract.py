@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.cube.contract import sha256_file
+from backend.cube.contract import SURVEYED_CHANNEL, UNSURVEYED_MODES, sha256_file
 
 MODEL_FORMAT = "m3-model/1"
-CHANNEL_KINDS = ("visible", "hidden", "cov", "valid")
+CHANNEL_KINDS = ("visible", "hidden", "cov", "valid", "surveyed")
 
 
 class ModelContractError(ValueError):
@@ -19,7 +19,7 @@ class ModelContractError(ValueError):
 
 @dataclass(frozen=True)
 class Channel:
-    """One input channel: its kind (visible, hidden, cov, valid) and the species or covariate it refers to."""
+    """One input channel: its kind (visible, hidden, cov, valid, surveyed) and the species or covariate it names."""
 
     kind: str
     name: str
@@ -55,6 +55,8 @@ class ModelCard:
     opset: int | None
     metrics: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: how the model reads unsurveyed cells without a record (backend.cube.contract.UNSURVEYED_MODES)
+    unsurveyed: str = "absent"
 
     @property
     def onnx_path(self) -> Path:
@@ -70,7 +72,7 @@ class ModelCard:
         """The card as JSON for /healthz and job records."""
         return {"name": self.name, "sha256": self.sha256, "species": list(self.species),
                 "covariates": list(self.covariates), "channels": [str(c) for c in self.channels],
-                "multiple": self.multiple, "cube": self.cube_sha256}
+                "multiple": self.multiple, "cube": self.cube_sha256, "unsurveyed": self.unsurveyed}
 
 
 def load_model_card(folder: Path, verify: bool = True) -> ModelCard:
@@ -96,7 +98,14 @@ def load_model_card(folder: Path, verify: bool = True) -> ModelCard:
         multiple=int(raw.get("multiple") or 1), cell_size_m=float(raw.get("cell_size_m") or 0.0),
         crs=str(raw.get("crs") or ""), sha256=str(raw["sha256"]), cube_sha256=raw.get("cube"),
         opset=raw.get("opset"), metrics=raw.get("metrics") or {}, raw=raw,
+        unsurveyed=str(raw.get("unsurveyed") or "absent"),
     )
+    if card.unsurveyed not in UNSURVEYED_MODES:
+        raise ModelContractError(f"{path}: unsurveyed is {card.unsurveyed!r}; expected one of "
+                                 f"{', '.join(UNSURVEYED_MODES)}")
+    if (card.unsurveyed == "unknown") != any(str(c) == SURVEYED_CHANNEL for c in channels):
+        raise ModelContractError(f"{path}: a model with unsurveyed {card.unsurveyed!r} must "
+                                 f"{'' if card.unsurveyed == 'unknown' else 'not '}have the {SURVEYED_CHANNEL} channel")
     if Path(card.onnx_file).name != card.onnx_file:
         raise ModelContractError(f"{path}: onnx must be a file name next to model.json, not {card.onnx_file!r}")
     if not card.onnx_path.is_file():

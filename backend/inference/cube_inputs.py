@@ -13,6 +13,7 @@ from backend.cube.contract import (
     CUBE_JSON,
     INPUT_TIFS,
     LABELS_TIF,
+    SURVEYED_CHANNEL,
     VALID_TIF,
     CubeArrays,
     CubeMissingError,
@@ -73,6 +74,8 @@ class CubeSource:
                 raise ModelContractError(f"model channel {ch} not in cube covariates {self.covariate_names}")
             if ch.kind == "valid" and ch.name not in self.valid_names and f"{ch.name}_valid" not in self.valid_names:
                 raise ModelContractError(f"model channel {ch} not in cube validity bands {self.valid_names}")
+            if ch.kind == "surveyed" and str(ch) != SURVEYED_CHANNEL:
+                raise ModelContractError(f"model channel {ch} unknown; the surveyed channel is {SURVEYED_CHANNEL}")
         missing = [s for s in card.species if s not in self.species]
         if missing:
             raise ModelContractError(f"model predicts {missing}, which the cube has no labels for")

@@ -23,6 +23,7 @@ import logging
 
 import numpy as np
 
+from backend.cube.contract import unknown_cells, unsurveyed_mode
 from backend.inference.contract import ModelCard
 from backend.inference.cube_inputs import CubeArrays, assemble_inputs
 from backend.inference.engine import InferenceEngine
@@ -39,7 +40,7 @@ def supported(card: ModelCard) -> bool:
     kinds = [(c.kind, c.name) for c in card.channels]
     return (kinds[:n] == [("visible", s) for s in card.species]
             and kinds[n:2 * n] == [("hidden", s) for s in card.species]
-            and all(k in ("cov", "valid") for k, _ in kinds[2 * n:]))
+            and all(k in ("cov", "valid", "surveyed") for k, _ in kinds[2 * n:]))
 
 
 def _constant_int(graph, name: str) -> int | None:
@@ -207,6 +208,9 @@ class DeviceMapRunner:
         self._labels = ort.OrtValue.ortvalue_from_numpy(labels, self.device, 0)
         self._rest = ort.OrtValue.ortvalue_from_numpy(rest, self.device, 0)
         self._hidden = np.zeros((1, n_sp, hp, wp), dtype=np.uint8)
+        # a model that reads unsurveyed cells as unknown has them hidden in every evaluation
+        self._unknown = np.stack([unknown_cells(arrays, s) for s in card.species]) \
+            if unsurveyed_mode(card) == "unknown" else None
         self._binding = self.session.io_binding()
         self._binding.bind_ortvalue_input(_PREFIX + "labels", self._labels)
         self._binding.bind_ortvalue_input(_PREFIX + "rest", self._rest)
@@ -218,6 +222,8 @@ class DeviceMapRunner:
         """Probabilities of every species of the model for one hide mask (cells of the grid, unpadded)."""
         h, w = self.shape
         np.copyto(self._hidden[0, :, :h, :w], hidden, casting="unsafe")
+        if self._unknown is not None:
+            self._hidden[0, :, :h, :w] |= self._unknown
         self._binding.bind_cpu_input(_PREFIX + "hidden", self._hidden)  # copies to the device now
         self.session.run_with_iobinding(self._binding)
         out = self._binding.copy_outputs_to_cpu()[0]

@@ -64,22 +64,26 @@ def tiny_channels(species=SPECIES, covariates=COVARIATES) -> list[str]:
 
 
 def write_tiny_model(folder: Path, species=SPECIES, covariates=COVARIATES, seed: int = 0, multiple: int = 8,
-                     cube_sha256: str | None = None) -> Path:
+                     cube_sha256: str | None = None, unsurveyed: str = "absent") -> Path:
     """A 1x1-convolution + sigmoid ONNX model (NaN -> 0 inside the graph) and its model.json.
 
     Species k's output depends on its own visible channel (+4), the first covariate (+2..3) and a bias,
-    never on other species, so hiding one species changes only that species' output, cell by cell.
+    never on other species, so hiding one species changes only that species' output, cell by cell. With
+    ``unsurveyed="unknown"`` the model also has the surveyed channel (+0.5) and its own hidden channel (+1).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    channels = tiny_channels(species, covariates)
+    channels = tiny_channels(species, covariates) + (["surveyed:coverage"] if unsurveyed == "unknown" else [])
     n_in, n_out = len(channels), len(species)
     weight = np.zeros((n_out, n_in, 1, 1), dtype=np.float32)
     for k in range(n_out):
         weight[k, k] = 4.0
         weight[k, 2 * n_out] = 2.0 + rng.random()
+        if unsurveyed == "unknown":
+            weight[k, n_out + k] = 1.0
+            weight[k, n_in - 1] = 0.5
     bias = (-2.0 + 0.2 * rng.standard_normal(n_out)).astype(np.float32)
     nodes = [
         helper.make_node("IsNaN", ["x"], ["isnan"]),
@@ -105,7 +109,7 @@ def write_tiny_model(folder: Path, species=SPECIES, covariates=COVARIATES, seed:
         "species": list(species), "covariates": list(covariates), "multiple": multiple,
         "cell_size_m": CELL_SIZE, "crs": "EPSG:5070", "normalisation": {}, "opset": 17,
         "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(), "config": {"name": "tiny"},
-        "metrics": {}, "cube": cube_sha256,
+        "metrics": {}, "cube": cube_sha256, "unsurveyed": unsurveyed,
     }
     (folder / "model.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
     return folder

@@ -143,3 +143,54 @@ def test_whole_pass_out_of_memory_falls_back_to_windows(setup, monkeypatch, capl
         other(mask)
     for e in (sliding, evaluate, other):
         e.close()
+
+
+@pytest.fixture(scope="module")
+def unknown_setup(tmp_path_factory: pytest.TempPathFactory):
+    """The synthetic cube (its 16 right-hand columns unsurveyed) and a tiny model that reads them as unknown."""
+    root = tmp_path_factory.mktemp("unknown")
+    write_synthetic_cube(root / "cube", small_grid(rows=90, cols=125))
+    card = load_model_card(write_tiny_model(root / "model", multiple=8, unsurveyed="unknown"))
+    assert card.unsurveyed == "unknown" and str(card.channels[-1]) == "surveyed:coverage"
+    return InferenceEngine(card), CubeSource.open(root / "cube").read()
+
+
+def test_a_model_that_reads_unsurveyed_cells_as_unknown_sees_them_hidden_whatever_the_mask(unknown_setup) -> None:
+    """Unsurveyed cells without a record are hidden in every evaluation; the three passes agree on it."""
+    engine, arrays = unknown_setup
+    unsurveyed_empty = ~arrays.coverage[None] & (arrays.labels[[0, 1]] == 0)
+    assert unsurveyed_empty.any() and (arrays.coverage.any())
+    plain = MapEvaluator(engine, arrays, whole=True, resident=False)
+    resident = MapEvaluator(engine, arrays, whole=True, resident=True)
+    sliding = MapEvaluator(engine, arrays, window=32, overlap=8, batch=2)
+    try:
+        everything = plain(np.ones((2, *arrays.shape), dtype=bool))
+        nothing = plain(np.zeros((2, *arrays.shape), dtype=bool))
+        # with nothing hidden, unsurveyed empty cells still read as hidden: same output as hiding everything
+        np.testing.assert_allclose(nothing[unsurveyed_empty], everything[unsurveyed_empty], atol=1e-6)
+        # surveyed cells with nothing hidden are not hidden
+        assert (np.abs(nothing - everything)[:, arrays.coverage] > 1e-3).all()
+        for seed in range(2):
+            mask = _mask(seed, arrays.shape)
+            a = plain(mask)
+            np.testing.assert_allclose(a[unsurveyed_empty], everything[unsurveyed_empty], atol=1e-6)
+            np.testing.assert_allclose(resident(mask), a, atol=1e-6)
+            np.testing.assert_allclose(sliding(mask), a, atol=1e-6)
+    finally:
+        plain.close()
+        resident.close()
+        sliding.close()
+
+
+def test_a_model_card_must_match_its_unsurveyed_mode_and_channels(tmp_path: Path) -> None:
+    import json
+
+    from backend.inference.contract import ModelContractError
+
+    folder = write_tiny_model(tmp_path / "m", unsurveyed="unknown")
+    raw = json.loads((folder / "model.json").read_text())
+    for bad, message in ((dict(raw, unsurveyed="absent"), "must not have the surveyed:coverage channel"),
+                         (dict(raw, unsurveyed="maybe"), "unsurveyed is 'maybe'")):
+        (folder / "model.json").write_text(json.dumps(bad))
+        with pytest.raises(ModelContractError, match=message):
+            load_model_card(folder)
