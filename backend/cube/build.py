@@ -31,7 +31,15 @@ from backend.cube.contract import (
     check_manifest,
     sha256_file,
 )
-from backend.cube.covariates import Covariate, Normalisation, normalisation, parse_covariate_option, user_covariate
+from backend.cube.covariates import (
+    Covariate,
+    Normalisation,
+    normalisation,
+    parse_covariate_option,
+    robust_normalisation,
+    user_covariate,
+)
+from backend.cube.derived import derived_covariates, derived_inputs, derived_names
 from backend.cube.grid import Grid
 from backend.cube.labels import (
     ALL_SITES,
@@ -60,12 +68,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CubeRequest:
-    """What to build: target species, cross-reference commodities and user covariates (NAME -> path)."""
+    """What to build: species, cross-reference commodities, user covariates (NAME -> path), derived covariates."""
 
     species: tuple[str, ...]
     crossref: tuple[str, ...]
     user_covariates: tuple[tuple[str, Path], ...]
     quicklooks: bool = True
+    derived: bool = False  # the derived covariates of backend.cube.derived (off: the cube of the shipped model)
 
 
 def _display_path(path: Path) -> str:
@@ -85,6 +94,7 @@ def resolve_request(
     covariates: Sequence[str | tuple[str, Path]] = (),
     crossref: Sequence[str] | None = None,
     quicklooks: bool = True,
+    derived: bool = False,
 ) -> CubeRequest:
     """Validate the species, cross-reference and covariate options before any heavy work."""
     from backend.settings import M3_SPECIES
@@ -96,15 +106,16 @@ def resolve_request(
     else:
         xref = [c for c in validate_species(crossref, available, "cross-reference commodity") if c not in chosen]
     user: list[tuple[str, Path]] = []
+    taken = (*SHIPPED_COVARIATES, *(derived_names() if derived else ()))
     for item in covariates:
         name, path = parse_covariate_option(item) if isinstance(item, str) else (item[0], Path(item[1]))
-        if name in SHIPPED_COVARIATES or name in {n for n, _ in user}:
+        if name in taken or name in {n for n, _ in user}:
             raise CovariateError(
-                f"covariate name {name!r} is already used; shipped covariates: {', '.join(SHIPPED_COVARIATES)}"
+                f"covariate name {name!r} is already used; built-in covariates: {', '.join(taken)}"
             )
         read_user_geotiff(name, path).close()  # fail now, in words, not after minutes of work
         user.append((name, path))
-    return CubeRequest(tuple(chosen), tuple([ALL_SITES, *xref]), tuple(user), quicklooks)
+    return CubeRequest(tuple(chosen), tuple([ALL_SITES, *xref]), tuple(user), quicklooks, derived)
 
 
 def build_cube(
@@ -116,11 +127,16 @@ def build_cube(
     crossref: Sequence[str] | None = None,
     progress: bool = True,
     quicklooks: bool = True,
+    derived: bool | None = None,
 ) -> Path:
-    """Read the sites from PostGIS and build the cube under ``out_dir``; returns the cube.json path."""
+    """Read the sites from PostGIS and build the cube under ``out_dir``; returns the cube.json path.
+
+    ``derived`` adds the derived covariates (None: ``settings.cube_derived_covariates``).
+    """
     sites = read_sites(engine)
     log.info("read %d located sites from the store", len(sites))
-    return build_cube_from_sites(settings, sites, out_dir, species, covariates, crossref, progress, quicklooks)
+    return build_cube_from_sites(settings, sites, out_dir, species, covariates, crossref, progress, quicklooks,
+                                 derived=derived)
 
 
 def build_cube_from_sites(
@@ -134,10 +150,12 @@ def build_cube_from_sites(
     quicklooks: bool = True,
     grid: Grid | None = None,
     timings: dict[str, float] | None = None,
+    derived: bool | None = None,
 ) -> Path:
     """Build the cube from an in-memory site table (see :func:`build_cube`); returns the cube.json path."""
     grid = grid or Grid.conus()
-    request = resolve_request(sites, species, covariates, crossref, quicklooks)
+    with_derived = settings.cube_derived_covariates if derived is None else derived
+    request = resolve_request(sites, species, covariates, crossref, quicklooks, with_derived)
     steps = BuildSteps(step_names(request), progress, timings if timings is not None else {})
     try:
         content = compute_layers(settings.data_dir, sites, grid, request, steps)
@@ -160,6 +178,7 @@ def step_names(request: CubeRequest) -> list[str]:
         "labels",
         "coverage",
         "covariates",
+        *(["derived covariates"] if request.derived else []),
         *[f"covariate {n}" for n, _ in request.user_covariates],
         "write",
         *(["quick-looks"] if request.quicklooks else []),
@@ -233,6 +252,10 @@ def compute_layers(data_dir: Path, sites: SiteTable, grid: Grid, request: CubeRe
         states = cov.state_layers(grid, sites)
     with steps.step("covariates"):
         layers: list[Covariate] = shipped_covariates(data_dir, grid, steps.timings)
+    if request.derived:
+        with steps.step("derived covariates"):
+            elevation = next(c.data for c in layers if c.name == "elevation")
+            layers += derived_covariates(data_dir, grid, elevation, steps.timings)
     for name, path in request.user_covariates:
         with steps.step(f"covariate {name}"):
             layers.append(user_covariate(name, path, grid))
@@ -283,7 +306,8 @@ def _write_masks(staging: Path, content: CubeContent) -> None:
 def _write_covariates(staging: Path, content: CubeContent) -> list[Normalisation]:
     """Write the covariates, normalised over CONUS, and their validity; returns the normalisation of each."""
     layers, grid = content.covariates, content.grid
-    stats = [normalisation(c.data, content.states.conus) for c in layers]
+    conus = content.states.conus
+    stats = [(robust_normalisation if c.robust else normalisation)(c.data, conus) for c in layers]
     names = [c.name for c in layers]
     normalised = np.stack([s.apply(c.data) for s, c in zip(stats, layers, strict=True)])
     write_geotiff(staging / COVARIATES_TIF, grid, normalised, names, nodata=float("nan"))
@@ -337,12 +361,17 @@ def _covariate_files(layers: list[Covariate], stats: list[Normalisation]) -> dic
     """The ``files`` entries of the covariates (with their sources and normalisation) and their validity."""
     bands = [
         {"name": c.name, "units": c.units, "description": c.description, "resampling": c.resampling,
-         "normalisation": s.to_json(), "inputs": [_display_path(Path(p)) for p in c.inputs]}
+         "normalisation": s.to_json(), "inputs": [_display_path(Path(p)) for p in c.inputs],
+         **({"source": c.source} if c.source else {}), **({"licence": c.licence} if c.licence else {})}
         for c, s in zip(layers, stats, strict=True)
     ]
+    meaning = "(value - mean) / std; NaN where invalid (fill with 0 for the model)"
+    if any(s.scale is not None for s in stats):
+        meaning = ("(value - mean) / std, or where the normalisation has a scale (robust): (clip(value, clip_low, "
+                   "clip_high) - centre) / scale; NaN where invalid (fill with 0 for the model)")
     return {
         COVARIATES_TIF: {"dtype": "float32", "kind": "covariates", "nodata": "nan", "bands": bands,
-                         "meaning": "(value - mean) / std; NaN where invalid (fill with 0 for the model)"},
+                         "meaning": meaning},
         VALID_TIF: {"dtype": "uint8", "kind": "mask",
                     "bands": [{"name": f"{c.name}_valid", "cells": int(c.valid.sum(dtype=np.int64))} for c in layers]},
     }
@@ -357,6 +386,8 @@ def _inputs(content: CubeContent, data_dir: Path) -> dict[str, Any]:
         "sites": {"rows": len(sites), "sha256": sites.checksum(), "sources": sites.source_counts()},
     }
     files = {"boundaries": BOUNDARIES_DIR / "states-10m.json", **shipped_inputs(data_dir)}
+    if content.request.derived:
+        files.update(derived_inputs(data_dir))
     files.update({f"covariate:{n}": p for n, p in content.request.user_covariates})
     for key, path in sorted(files.items()):
         inputs[key] = {"path": _display_path(path), "sha256": sha256_file(path)}

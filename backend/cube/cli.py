@@ -35,6 +35,14 @@ def build(
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("cube"),
     quicklook: Annotated[bool, typer.Option(help="Write quick-look PNGs under OUT/quicklook/.")] = True,
+    derived_covariates: Annotated[
+        bool | None,
+        typer.Option(
+            "--derived-covariates/--no-derived-covariates",
+            help="Add the derived covariates (Bouguer anomaly, its residuals and gradient, multi-scale slope and "
+            "roughness); default: the M3_CUBE_DERIVED_COVARIATES setting (off).",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Build the cube from the sites in PostGIS and write it under OUT."""
@@ -56,6 +64,7 @@ def build(
             crossref=crossref or None,
             progress=progress,
             quicklooks=quicklook,
+            derived=derived_covariates,
         )
     except (UnknownSpeciesError, CovariateError) as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -86,6 +86,11 @@ class NormalisationSpec(_Part):
     max: float
     valid_cells: int
     valid_fraction_conus: float
+    # robust normalisation (derived covariates): z = (clip(value, clip_low, clip_high) - centre) / scale
+    centre: float | None = None
+    scale: float | None = None
+    clip_low: float | None = None
+    clip_high: float | None = None
 
 
 class BandSpec(_Part):
@@ -105,6 +110,8 @@ class BandSpec(_Part):
     resampling: str | None = None
     normalisation: NormalisationSpec | None = None
     inputs: list[str] | None = None
+    source: str | None = None
+    licence: str | None = None
 
 
 class FileSpec(_Part):

@@ -39,6 +39,9 @@ class Covariate:
     description: str
     resampling: str
     inputs: tuple[str, ...] = field(default_factory=tuple)
+    robust: bool = False  # normalise with median/IQR and quantile clipping (see robust_normalisation)
+    source: str = ""  # where the inputs come from, when cube.json should say it (derived covariates)
+    licence: str = ""  # the inputs' licence, likewise
 
     @property
     def valid(self) -> np.ndarray:
@@ -47,16 +50,25 @@ class Covariate:
 
 
 class Normalisation(NormalisationSpec):
-    """Statistics of a covariate over the valid cells inside CONUS (cube.json's schema); z = (value - mean) / std."""
+    """Statistics of a covariate over the valid cells inside CONUS (cube.json's schema).
+
+    z = (value - mean) / std; with a robust ``scale``: z = (clip(value, clip_low, clip_high) - centre) / scale.
+    """
 
     def apply(self, data: np.ndarray) -> np.ndarray:
         """Normalise physical values (NaN stays NaN) to float32."""
-        out = (data.astype(np.float64) - self.mean) / self.std
+        values = data.astype(np.float64)
+        if self.scale is None:
+            out = (values - self.mean) / self.std
+        else:
+            lo = -np.inf if self.clip_low is None else self.clip_low
+            hi = np.inf if self.clip_high is None else self.clip_high
+            out = (np.clip(values, lo, hi) - (self.centre or 0.0)) / self.scale
         return out.astype(np.float32)
 
     def to_json(self) -> dict[str, Any]:
-        """The statistics as plain JSON numbers."""
-        return self.model_dump()
+        """The statistics as plain JSON numbers (the robust fields only where they are set)."""
+        return self.model_dump(exclude_none=True)
 
 
 def normalisation(data: np.ndarray, region: np.ndarray) -> Normalisation:
@@ -75,6 +87,31 @@ def normalisation(data: np.ndarray, region: np.ndarray) -> Normalisation:
         valid_cells=int(values.size),
         valid_fraction_conus=round(values.size / n_region, 9) if n_region else 0.0,
     )
+
+
+#: Quantiles a robust normalisation clips to, and the IQR of a standard normal (IQR / 1.349 ~ std).
+ROBUST_CLIP = (0.005, 0.995)
+NORMAL_IQR = 1.3489795
+
+
+def robust_normalisation(data: np.ndarray, region: np.ndarray, clip: tuple[float, float] = ROBUST_CLIP
+                         ) -> Normalisation:
+    """:func:`normalisation` plus a robust transform: centre the median, scale IQR / 1.349, clip to quantiles.
+
+    The clip bounds are the ``clip`` quantiles of the valid cells inside CONUS, so a few extreme cells (a
+    gradient spike, a sea-floor cliff) do not set the scale of every other cell.
+    """
+    stats = normalisation(data, region)
+    inside = region.astype(bool)
+    values = data[inside & np.isfinite(data)].astype(np.float64)
+    lo, q25, median, q75, hi = np.quantile(values, [clip[0], 0.25, 0.5, 0.75, clip[1]])
+    scale = (q75 - q25) / NORMAL_IQR
+    if not scale > 0:
+        scale = stats.std
+    return stats.model_copy(update={
+        "centre": round(float(median), 9), "scale": round(float(scale), 9),
+        "clip_low": round(float(lo), 9), "clip_high": round(float(hi), 9),
+    })
 
 
 def crop_to_grid(src: SourceRaster, grid: Grid, pad_cells: int = 4) -> SourceRaster:

@@ -15,6 +15,9 @@ from affine import Affine
 PVLIB_ALTITUDE = "covariates/pvlib_altitude_5arcmin.h5"
 EIGEN_GRAVITY = "covariates/gravity-earth-0.5deg.nc.xz"
 EIGEN_GEOID = "covariates/geoid-earth-0.5deg.nc.xz"
+#: The 10 arc-minute grids of the derived covariates (netCDF4, ``m3 cube build --derived-covariates``).
+EIGEN_GRAVITY_10 = "covariates/earth-gravity-10arcmin.nc.xz"
+ETOPO1_TOPOGRAPHY_10 = "covariates/earth-topography-10arcmin.nc.xz"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -116,6 +119,54 @@ def read_gravity_disturbance(path: Path) -> SourceRaster:
     # boule >= 0.6: one (longitude, latitude, height) tuple; longitude is unused by normal gravity
     normal = boule.WGS84.normal_gravity((None, lat2d, np.full(values.shape, height)))
     return _point_grid(lon, lat, values - normal)
+
+
+@dataclass(frozen=True)
+class NodeGrid:
+    """A global grid-registered (node) lon/lat grid in physical units, latitudes ascending, gaps as NaN."""
+
+    lon: np.ndarray  # (W,) degrees east
+    lat: np.ndarray  # (H,) degrees north, ascending
+    values: np.ndarray  # (H, W) float64
+    height_m: float | None = None  # computation height above the ellipsoid, where the grid has one
+
+    def to_raster(self, values: np.ndarray | None = None) -> SourceRaster:
+        """The grid (or other values on its nodes) as a north-up raster whose cells centre on the nodes."""
+        return _point_grid(self.lon, self.lat, self.values if values is None else values)
+
+
+def read_icgem_netcdf4(path: Path, variable: str) -> NodeGrid:
+    """One variable of an xz-compressed netCDF4 ICGEM grid (the 10 arc-minute files of ``fatiando/data``).
+
+    Packed integers are unpacked with the variable's ``scale_factor`` and ``add_offset``; its ``_FillValue``
+    becomes NaN. The ``height`` variable, where present, gives the computation height (one value).
+    """
+    import h5py
+
+    with lzma.open(_require(path, "netCDF4"), "rb") as fh:
+        payload = fh.read()
+    with h5py.File(io.BytesIO(payload), "r") as nc:
+        if variable not in nc:
+            raise CovariateError(f"{path.name} has no variable {variable!r}; it has {sorted(nc)}")
+        var = nc[variable]
+        raw = var[()]
+        fill = var.attrs.get("_FillValue")
+        scale = float(np.ravel(var.attrs.get("scale_factor", [1.0]))[0])
+        offset = float(np.ravel(var.attrs.get("add_offset", [0.0]))[0])
+        lon = np.asarray(nc["longitude"][()], dtype=np.float64)
+        lat = np.asarray(nc["latitude"][()], dtype=np.float64)
+        height = np.asarray(nc["height"][()], dtype=np.float64) if "height" in nc else None
+    values = raw.astype(np.float64) * scale + offset
+    if fill is not None:
+        values[raw == np.ravel(fill)[0]] = np.nan
+    if lat[0] > lat[-1]:
+        lat, values = lat[::-1], values[::-1]
+    h = None
+    if height is not None:
+        if np.nanmax(height) - np.nanmin(height) > 1e-6:
+            raise CovariateError(f"{path.name}: gravity is not given at one height; a constant height is expected")
+        h = float(np.nanmean(height))
+    return NodeGrid(lon=lon, lat=lat, values=values, height_m=h)
 
 
 def read_user_geotiff(name: str, path: Path):  # noqa: ANN201 (returns an open rasterio dataset)
