@@ -71,3 +71,11 @@ def test_bad_covariate_option_is_a_usage_error(fake_store: list[dict], tmp_path:
     code, text = _invoke("build", "--species", "gold", "--covariate", "nope.tif")
     assert code == 2
     assert "NAME=PATH" in text
+
+
+def test_derived_covariates_option_defaults_to_the_setting(fake_store: list[dict], tmp_path: Path) -> None:
+    code, text = _invoke("build", "--species", "gold", "--out", str(tmp_path), "--derived-covariates")
+    assert code == 0, text
+    code, text = _invoke("build", "--species", "gold", "--out", str(tmp_path))
+    assert code == 0, text
+    assert fake_store[0]["derived"] is True and fake_store[1]["derived"] is None  # None: M3_CUBE_DERIVED_COVARIATES
