@@ -30,6 +30,7 @@ from backend.api.openapi import install_openapi
 from backend.api.routers import (
     admin,
     clusters,
+    context,
     health,
     identify,
     infer,
@@ -112,8 +113,10 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(prospectivity.router)
     app.include_router(identify.router)
     app.include_router(infer.router)
+    app.include_router(context.router)
     if settings.admin_enabled:
         app.include_router(admin.router)
+    app.include_router(context.build_context_tiles_router())  # before /tiles/{layer_id}: "context" is no layer id
     app.include_router(tiles.build_tiles_router())
 
 

@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from rio_tiler.colormap import cmap
 
 from backend.api.deps import SettingsDep
 from backend.api.errors import BadQuery
-from backend.api.schemas import ColormapStops, CoverageCollection, PageConfig
+from backend.api.schemas import ColormapStops, CoverageCollection, PageConfig, problems
 from backend.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,21 @@ def get_coverage(settings: SettingsDep) -> CoverageCollection:
     ]
     description = rule.description if rule is not None else None
     return CoverageCollection(type="FeatureCollection", features=features, description=description)
+
+
+#: The model card the page links to (a file of the repository, never a client-named path).
+MODEL_CARD = PROJECT_ROOT / "docs" / "model-card.md"
+
+
+@router.get("/api/model-card", summary="The model card of the shipped model (markdown text)",
+            response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **problems(404)})
+def get_model_card() -> PlainTextResponse:
+    """docs/model-card.md: what the model predicts, how it was trained and evaluated, and its limits."""
+    if not MODEL_CARD.is_file():
+        raise HTTPException(404, "the model card (docs/model-card.md) is not installed with this service")
+    return PlainTextResponse(MODEL_CARD.read_text(encoding="utf-8"), media_type="text/plain; charset=utf-8",
+                             headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/api/config", summary="Settings the map page needs", response_model=PageConfig)

@@ -397,7 +397,8 @@ class InferResult(BaseModel):
     provider: str
     hidden_species: list[str]
     species: dict[str, InferSpeciesStatistics]
-    layer: InferLayer
+    layer: InferLayer = Field(description="The layer of the drawn species (render)")
+    layers: list[InferLayer] = Field(description="The drawn species' layer, then one for each other hidden species")
     image: InferImage
 
 
@@ -453,3 +454,54 @@ class PageConfig(BaseModel):
 
     basemap_url: str | None
     basemap_attribution: str | None
+
+
+# -- context layers ----------------------------------------------------------------------------------
+
+
+class ContextInput(BaseModel):
+    """A file a context layer was computed from, with its checksum and its source and licence."""
+
+    file: str = Field(description="The input file as cube.json names it")
+    sha256: str | None = Field(description="Its checksum in cube.json (null when cube.json records none)")
+    source: str | None = Field(description="Source and licence from the data provenance table (null if unrecorded)")
+
+
+class ContextLayerPublic(BaseModel):
+    """A context layer (the hillshade, or a covariate of the cube) and its tile URLs."""
+
+    id: str = Field(description="Layer id in /tiles/context/{context_id}")
+    title: str
+    kind: Literal["hillshade", "covariate"]
+    units: str | None
+    description: str
+    colormap: str | None = Field(description="Default colormap of its tiles (gray for the hillshade)")
+    rescale: list[float] | None = Field(description="Default value range of the colours, in the layer's units "
+                                                    "(mean +- 2 standard deviations; null for the hillshade)")
+    tilejson: str
+    tiles: str
+    inputs: list[ContextInput] = Field(description="Provenance: the input files it was computed from")
+
+
+class CoverageSourcePublic(BaseModel):
+    """A systematic source of survey records and the state it covers."""
+
+    name: str
+    state: str
+    source: str
+
+
+class SurveyCoverage(BaseModel):
+    """Where records are systematic: the covered states of the cube's coverage rule and their sources."""
+
+    covered_states: list[str] = Field(description="Two-letter codes of the states with systematic records")
+    description: str
+    sources: list[CoverageSourcePublic]
+
+
+class ContextLayersPublic(BaseModel):
+    """The context layers of the cube being served, and its survey coverage."""
+
+    layers: list[ContextLayerPublic]
+    coverage: SurveyCoverage | None = Field(description="null before a cube is built")
+    detail: str | None = Field(default=None, description="Why there are no layers (only then)")

@@ -10,6 +10,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import Depends, Request
 
+from backend.api.context_layers import ContextCatalog
 from backend.inference.contract import ModelContractError
 from backend.inference.cube_inputs import CubeMissingError, CubeSource
 from backend.inference.engine import InferenceEngine
@@ -23,11 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Serving:
-    """Per-process serving state, opened once in the app lifespan."""
+    """Per-process serving state, opened once in the app lifespan (the context layers are written on first use)."""
 
     settings: Settings
     catalog: LayerCatalog
     tile_cache: TileCache
+    context: ContextCatalog
     model: InferenceEngine | None = None
     model_error: str | None = None
     cube: CubeSource | None = None
@@ -47,7 +49,8 @@ def open_serving(settings: Settings, engine: sa.Engine) -> Serving:
                       catalog=LayerCatalog(engine, settings.layers_dir, settings.layer_version_ttl_s,
                                            settings.infer_layers_kept),
                       tile_cache=TileCache(settings.tile_cache_entries,
-                                           int(settings.tile_cache_mb * 2**20)))
+                                           int(settings.tile_cache_mb * 2**20)),
+                      context=ContextCatalog(settings.cube_dir, settings.state_dir / "context"))
     try:
         serving.model = InferenceEngine.from_settings(settings)
     except (ModelContractError, ValueError, OSError) as exc:
