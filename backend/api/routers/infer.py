@@ -170,6 +170,21 @@ def _publish(serving: Serving, values: np.ndarray, window: Window, render: str) 
     return layer
 
 
+def _layers(request: Request, serving: Serving, result: InfillResult, species: list[str],
+            plan: _Plan) -> list[InferLayer]:
+    """Temporary tile layers of the drawn species, then of every other hidden species (to switch between them)."""
+    base = str(request.base_url).rstrip("/")
+    query = render_query("prospectivity")
+    layers = []
+    for name in dict.fromkeys([plan.render, *plan.hide]):
+        layer = _publish(serving, result.mean[species.index(name)], plan.window, name)
+        tiles = f"{base}/tiles/{layer.id}"
+        layers.append(InferLayer(id=layer.id, species=name, bounds=list(layer.bounds),
+                                 tilejson=f"{tiles}/WebMercatorQuad/tilejson.json?{query}",
+                                 tiles=f"{tiles}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{query}"))
+    return layers
+
+
 @router.post("/infer", summary="Run the model now on a box, hiding chosen species and regions",
              response_model=InferResult, response_model_exclude_unset=True)
 def create_infer(request: Request, serving: ServingDep,
@@ -193,8 +208,8 @@ def create_infer(request: Request, serving: ServingDep,
         release_freed_memory()  # the run's temporaries are freed: give their pages back after a large box
     grid = serving.cube.grid
     values = result.mean[species.index(plan.render)]
-    layer = _publish(serving, values, window, plan.render)
-    tiles, query = f"{str(request.base_url).rstrip('/')}/tiles/{layer.id}", render_query("prospectivity")
+    layers = _layers(request, serving, result, species, plan)
+    layer = layers[0]
     return InferResult(
         bbox=[plan.box.minx, plan.box.miny, plan.box.maxx, plan.box.maxy],
         window=GridWindow(col=int(window.col_off), row=int(window.row_off), width=int(window.width),
@@ -202,9 +217,7 @@ def create_infer(request: Request, serving: ServingDep,
         cells=plan.cells, evaluations=result.evaluations, seconds=round(result.seconds, 3),
         provider=serving.model.provider, hidden_species=plan.hide,
         species=_statistics(result, species, plan.report, grid.cell * grid.cell / 1e6),
-        layer=InferLayer(id=layer.id, species=plan.render, bounds=list(layer.bounds),
-                         tilejson=f"{tiles}/WebMercatorQuad/tilejson.json?{query}",
-                         tiles=f"{tiles}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{query}"),
+        layer=layer, layers=layers,
         image=InferImage(species=plan.render, format="png", crs=str(grid.crs), bounds=list(layer.bounds),
                          data=base64.b64encode(_png(values)).decode()),
     )
