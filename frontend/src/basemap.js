@@ -1,4 +1,5 @@
 // Offline base layer: US state outlines from the us-atlas package; an online tile layer only if configured.
+// Resolves to the base layers (for the layers control) and the states as GeoJSON (for the coverage hatching).
 
 export async function addBaseLayers(map, config) {
   const response = await fetch("/vendor/us-atlas/states-10m.json");
@@ -16,5 +17,5 @@ export async function addBaseLayers(map, config) {
       attribution: config.basemap_attribution || "", maxZoom: 18,
     });
   }
-  return layers;
+  return { layers, states };
 }

@@ -43,10 +43,12 @@ function ignored(event) {
     || target.closest(".drawing")));
 }
 
+// `sites`: the site layers whose dots take clicks themselves (a SitesLayer or a list of them).
 export function setupIdentify(map, sites, commodity, onError) {
   let request = 0;
+  const siteLayers = Array.isArray(sites) ? sites : [sites];
   map.on("click", async (e) => {
-    if (ignored(e.originalEvent) || (sites.layer && sites.layer.hit(e.latlng))) return;
+    if (ignored(e.originalEvent) || siteLayers.some((s) => s.layer && s.layer.hit(e.latlng))) return;
     const { id, label } = commodity();
     const lon = ((((e.latlng.lng + 180) % 360) + 360) % 360) - 180;
     const popup = L.popup({ maxWidth: 360, minWidth: 240, autoPanPadding: [24, 24] })

@@ -3,14 +3,14 @@
 import { getJSON } from "./api.js";
 import { escapeHtml } from "./ui.js";
 
-function gradient(stops) {
+export function gradient(stops) {
   const n = stops.length - 1;
   return `linear-gradient(to right, ${stops.map((c, i) => `${c} ${(100 * i / n).toFixed(1)}%`).join(", ")})`;
 }
 
 const stopsCache = new Map();
 
-async function colormapStops(name) {
+export async function colormapStops(name) {
   if (!name) return [];
   if (!stopsCache.has(name)) stopsCache.set(name, getJSON(`/api/colormaps/${encodeURIComponent(name)}`));
   return (await stopsCache.get(name)).stops;
@@ -43,6 +43,27 @@ export function withRescale(url, [lo, hi]) {
 // A legend number: three significant digits.
 const num = (v) => String(Number(v.toPrecision(3)));
 
+// "12 May 2026, 10:04 UTC" from an ISO time (the text itself when it is not one).
+function dateText(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return String(iso || "unknown");
+  return `${d.toLocaleDateString("en-GB", { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" })}, ` +
+    `${d.toISOString().slice(11, 16)} UTC`;
+}
+
+// The served layers' metadata: model id, publication date, evaluations and a link to the model card.
+export function layerMetaHtml(body) {
+  if (!body || body.layer_version === null || body.layer_version === undefined) return "";
+  const model = body.model || {};
+  const ensemble = body.ensemble || {};
+  const id = `${model.name || "model"}${model.sha256 ? ` (${String(model.sha256).slice(0, 12)})` : ""}`;
+  const evals = ensemble.evaluations !== undefined
+    ? `${ensemble.evaluations} evaluations${ensemble.masks ? ` (${ensemble.masks} mask rounds)` : ""}` : "";
+  return `Model <b class="model-id">${escapeHtml(id)}</b> · layers v${escapeHtml(body.layer_version)} published ` +
+    `<span class="published">${escapeHtml(dateText(body.published_at))}</span>${evals ? ` · <span class="evaluations">${escapeHtml(evals)}</span>` : ""}` +
+    ' · <a id="model-card" href="/api/model-card" target="_blank" rel="noopener">model card</a>';
+}
+
 export class ModelLayers {
   constructor(map) {
     this.map = map;
@@ -57,6 +78,7 @@ export class ModelLayers {
     const body = await getJSON("/api/layers");
     this.catalogue = body.layers || [];
     this.version = body.layer_version ?? null;
+    this.meta = body;
     return body;
   }
 

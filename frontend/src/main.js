@@ -3,7 +3,8 @@
 import { getJSON, query } from "./api.js";
 import { addBaseLayers } from "./basemap.js";
 import { ClustersLayer } from "./clusters.js";
-import { ModelLayers } from "./layers.js";
+import { ContextLayers } from "./context.js";
+import { ModelLayers, layerMetaHtml } from "./layers.js";
 import { SitesLayer } from "./sites.js";
 import { DEFAULTS, LAYER_KINDS, MAX_ZOOM, MIN_ZOOM, readState, writeState } from "./state.js";
 import { setupBoxStats, setupInfill } from "./tools.js";
@@ -13,17 +14,17 @@ import { escapeHtml, showError, withBusy } from "./ui.js";
 const state = readState();
 const map = L.map("map", { center: [state.lat, state.lon], zoom: state.zoom, minZoom: MIN_ZOOM, maxZoom: MAX_ZOOM,
   zoomSnap: 1, keyboard: true });
-for (const [name, z] of [["basemap", 150], ["coverage", 380], ["model", 390], ["infill", 395], ["sites", 405],
-  ["clusters", 420]]) {
+for (const [name, z] of [["basemap", 150], ["hillshade", 160], ["context", 300], ["coverage", 380], ["model", 390],
+  ["hatch", 392], ["infill", 395], ["sites", 405], ["infill-sites", 406], ["clusters", 420]]) {
   map.createPane(name).style.zIndex = z;
 }
-map.getPane("basemap").style.pointerEvents = "none";
-map.getPane("model").style.pointerEvents = "none";
-map.getPane("coverage").style.pointerEvents = "none";
-map.getPane("sites").style.pointerEvents = "none"; // clicks on sites are found from the map's click
+for (const name of ["basemap", "hillshade", "context", "model", "coverage", "hatch", "infill", "sites", "infill-sites"]) {
+  map.getPane(name).style.pointerEvents = "none"; // clicks on sites are found from the map's click
+}
 L.control.scale({ imperial: true }).addTo(map);
 
 const layers = new ModelLayers(map);
+const context = new ContextLayers(map);
 const clusters = new ClustersLayer(map);
 const $ = (id) => document.getElementById(id);
 
@@ -91,10 +92,37 @@ async function refreshLayer() {
   try { await withBusy("Loading layer…", () => layers.show(state.species, state.layer)); } catch (err) { report(err); }
 }
 
+async function refreshContext() {
+  try {
+    await Promise.all([context.showHillshade(state.hillshade), context.showOverlay(state.context, $("context-legend"))]);
+  } catch (err) { report(err); }
+}
+
+async function refreshHatch() {
+  try { await context.showHatch(state.hatch); } catch (err) { report(err); }
+}
+
+async function setupContext(states) {
+  await context.load().catch(report);
+  context.modelCovariates = (layers.meta && layers.meta.model && layers.meta.model.covariates) || [];
+  const select = $("context-layer");
+  select.innerHTML = '<option value="">None</option>' + context.covariates().map((l) =>
+    `<option value="${escapeHtml(l.id)}">${escapeHtml(l.title)}${l.units ? ` (${escapeHtml(l.units)})` : ""}</option>`).join("");
+  if (!context.find(state.context) || state.context === "hillshade") state.context = "";
+  select.value = state.context;
+  $("hatch-states").textContent = context.coveredText();
+  $("show-hillshade").checked = state.hillshade;
+  $("show-hatch").checked = state.hatch;
+  $("show-hillshade").addEventListener("change", (e) => { state.hillshade = e.target.checked; writeState(state); refreshContext(); });
+  $("show-hatch").addEventListener("change", (e) => { state.hatch = e.target.checked; writeState(state); refreshHatch(); });
+  select.addEventListener("change", () => { state.context = select.value; writeState(state); refreshContext(); });
+  context.states = states;
+}
+
 async function start() {
   const config = await getJSON("/api/config").catch(() => ({}));
-  const bases = await addBaseLayers(map, config);
-  L.control.layers(bases, {}, { position: "topright" }).addTo(map);
+  const base = await addBaseLayers(map, config);
+  L.control.layers(base.layers, {}, { position: "topright" }).addTo(map);
 
   const speciesBody = await getJSON("/api/species");
   const species = speciesBody.species.filter((s) => s.target).map((s) => s.id);
@@ -127,6 +155,7 @@ async function start() {
     state.opacity = Number(e.target.value);
     $("opacity-value").textContent = `${state.opacity}%`;
     layers.setOpacity(state.opacity / 100);
+    infill.setOpacity(state.opacity / 100);
     writeState(state);
   });
   $("show-sites").addEventListener("change", (e) => { state.sites = e.target.checked; writeState(state); refreshSites(); });
@@ -147,15 +176,17 @@ async function start() {
   }
 
   setupBoxStats(map, () => state.species, report);
-  setupIdentify(map, sites, () => ({ id: state.species,
+  const infill = setupInfill(map, () => state.species, species, () => state.opacity / 100, report);
+  setupIdentify(map, [sites, infill.sites], () => ({ id: state.species,
     label: select.selectedOptions[0] ? select.selectedOptions[0].dataset.label : state.species }), report);
   setupReadout(map, report);
-  setupInfill(map, () => state.species, species, report);
 
   map.on("moveend", () => { saveView(); updateExportLinks(); });
 
   try { await layers.refresh(); } catch (err) { report(err); }
-  await Promise.all([refreshLayer(), refreshSites(), refreshClusters(),
+  $("layer-meta").innerHTML = layerMetaHtml(layers.meta);
+  await setupContext(base.states);
+  await Promise.all([refreshLayer(), refreshSites(), refreshClusters(), refreshContext(), refreshHatch(),
     state.coverage ? layers.showCoverage(true).catch(report) : null]);
   saveView();
   document.body.dataset.ready = "true";

@@ -123,7 +123,7 @@ const SiteGrid = L.GridLayer.extend({
     const ratio = tile.canvas.width / TILE;
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, TILE, TILE);
-    ctx.fillStyle = "rgba(29, 53, 87, 0.8)";
+    ctx.fillStyle = this.options.fill || "rgba(29, 53, 87, 0.8)";
     ctx.strokeStyle = "#ffffff";
     ctx.lineWidth = 0.8;
     for (let dx = -1; dx <= 1; dx += 1) {
@@ -171,9 +171,11 @@ const SiteGrid = L.GridLayer.extend({
 });
 
 export class SitesLayer {
-  constructor(map, onError) {
+  // options: pane (default "sites"), fill (the dots' colour).
+  constructor(map, onError, options = {}) {
     this.map = map;
     this.onError = onError;
+    this.options = options;
     this.layer = null;
     this.tilejson = null;
     this.commodity = "";
@@ -191,12 +193,13 @@ export class SitesLayer {
     });
   }
 
-  // Show the sites of a commodity id ("" for every site); resolves to the TileJSON.
-  async show(commodity) {
+  // Show the sites of a commodity id ("" for every site), only tiles inside `within` (LatLngBounds) if given;
+  // resolves to the TileJSON.
+  async show(commodity, within = null) {
     const id = ++this.showRequest;
     const tj = await getJSON(`/tiles/sites/tilejson.json?${query({ commodity })}`);
     if (id !== this.showRequest) return tj; // a newer choice is on its way
-    if (this.layer && this.tilejson && this.tilejson.tiles[0] === tj.tiles[0]) {
+    if (this.layer && this.tilejson && this.tilejson.tiles[0] === tj.tiles[0] && !within && !this.within) {
       this.layer.addTo(this.map);
       return tj;
     }
@@ -206,9 +209,15 @@ export class SitesLayer {
     if (!tj.bounds) return tj; // no site of this commodity: no tile to ask for
     const [w, s, e, n] = tj.bounds;
     const pad = 1e-6;
-    this.layer = new SiteGrid({ pane: "sites", url: tj.tiles[0], grid: tj.grid, tileSize: TILE,
-      minZoom: tj.minzoom, maxZoom: 18, bounds: L.latLngBounds([s - pad, w - pad], [n + pad, e + pad]),
-      updateWhenZooming: false, keepBuffer: 2 });
+    let bounds = L.latLngBounds([s - pad, w - pad], [n + pad, e + pad]);
+    this.within = within;
+    if (within) {
+      if (!bounds.intersects(within)) return tj;
+      bounds = L.latLngBounds([Math.max(bounds.getSouth(), within.getSouth()), Math.max(bounds.getWest(), within.getWest())],
+        [Math.min(bounds.getNorth(), within.getNorth()), Math.min(bounds.getEast(), within.getEast())]);
+    }
+    this.layer = new SiteGrid({ pane: this.options.pane || "sites", url: tj.tiles[0], grid: tj.grid, tileSize: TILE,
+      minZoom: tj.minzoom, maxZoom: 18, bounds, fill: this.options.fill, updateWhenZooming: false, keepBuffer: 2 });
     this.layer.addTo(this.map);
     return tj;
   }

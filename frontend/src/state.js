@@ -1,13 +1,14 @@
 // The view kept in the URL hash: #lat,lon,zoom&species=gold&layer=prospectivity&sites=1&clusters=1&coverage=0
-// &commodity=all&opacity=70. Every value is checked: a bad one falls back to its default (species and
-// commodity are checked against the server's lists once they are loaded).
+// &commodity=all&opacity=70&hillshade=1&hatch=1&context=gravity_disturbance. Every value is checked: a bad one
+// falls back to its default (species, commodity and context layer are checked against the server's lists once
+// they are loaded).
 
 export const LAYER_KINDS = ["none", "prospectivity", "uncertainty", "discrepancy"];
 export const MIN_ZOOM = 3;
 export const MAX_ZOOM = 12;
 
 export const DEFAULTS = Object.freeze({ lat: 39.5, lon: -98.5, zoom: 4, species: "gold", layer: "prospectivity",
-  sites: true, clusters: true, coverage: false, commodity: "", opacity: 70 });
+  sites: true, clusters: true, coverage: false, commodity: "", opacity: 70, hillshade: true, hatch: true, context: "" });
 
 const ID = /^[a-z0-9_]{1,64}$/;
 
@@ -48,6 +49,9 @@ export function parseState(hash) {
     else if (k === "coverage") state.coverage = flag(v, DEFAULTS.coverage);
     else if (k === "all" && v === "1" && !state.commodity) state.commodity = "all";
     else if (k === "commodity" && (v === "all" || ID.test(v))) state.commodity = v;
+    else if (k === "hillshade") state.hillshade = flag(v, DEFAULTS.hillshade);
+    else if (k === "hatch") state.hatch = flag(v, DEFAULTS.hatch);
+    else if (k === "context" && (v === "" || ID.test(v))) state.context = v;
     else if (k === "opacity" && v !== "" && Number.isFinite(Number(v))) state.opacity = clamp(Math.round(Number(v)), 0, 100);
   }
   return state;
@@ -62,6 +66,8 @@ export function writeState(state) {
   const hash = `#${state.lat.toFixed(4)},${state.lon.toFixed(4)},${state.zoom}` +
     `&species=${encodeURIComponent(state.species)}&layer=${state.layer}` +
     `&sites=${flag(state.sites)}&clusters=${flag(state.clusters)}&coverage=${flag(state.coverage)}` +
-    (state.commodity ? `&commodity=${encodeURIComponent(state.commodity)}` : "") + `&opacity=${state.opacity}`;
+    (state.commodity ? `&commodity=${encodeURIComponent(state.commodity)}` : "") + `&opacity=${state.opacity}` +
+    `&hillshade=${flag(state.hillshade)}&hatch=${flag(state.hatch)}` +
+    (state.context ? `&context=${encodeURIComponent(state.context)}` : "");
   if (window.location.hash !== hash) history.replaceState(null, "", hash);
 }
