@@ -66,9 +66,9 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default=PROJECT_ROOT / "runs" / "demo",
                             description="Folder with model.json and model.onnx (the exported model).")
     cube_dir: Path = Field(default=PROJECT_ROOT / "cube", description="The data cube built by `m3 cube build`.")
-    cube_derived_covariates: bool = Field(default=False, description=(
+    cube_derived_covariates: bool = Field(default=True, description=(
         "`m3 cube build` adds the derived covariates (Bouguer anomaly, its residuals and gradient, multi-scale "
-        "slope and roughness; docs/data.md) after the shipped ones; off: the cube the shipped model reads."))
+        "slope and roughness; docs/data.md) after the shipped ones; off: only the five shipped covariates."))
     ort_intra_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0: its default).")
     ort_inter_threads: int = Field(default=1, ge=0, description="onnxruntime inter-op threads (0: its default).")
     ort_cpu_mem_arena: bool = Field(default=False, description=(

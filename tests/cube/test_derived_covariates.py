@@ -169,7 +169,7 @@ def test_netcdf4_reader_unpacks_flips_and_fills(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def two_cubes(tmp_path_factory: pytest.TempPathFactory, west_grid: Grid) -> tuple[Path, Path, Path]:
-    """The same small cube built by default, with the option explicitly off, and with it on."""
+    """The same small cube built with the setting off, with the option explicitly off, and with it on."""
     rng = np.random.default_rng(7)
     n = 120
     sites = SiteTable.from_records(
@@ -178,8 +178,8 @@ def two_cubes(tmp_path_factory: pytest.TempPathFactory, west_grid: Grid) -> tupl
     )
     base = tmp_path_factory.mktemp("derived")
     outs = []
-    for name, settings, derived in (("default", Settings(), None), ("off", Settings(), False),
-                                    ("on", Settings(cube_derived_covariates=True), None)):
+    for name, settings, derived in (("default", Settings(cube_derived_covariates=False), None),
+                                    ("off", Settings(), False), ("on", Settings(), None)):
         build_cube_from_sites(settings, sites, base / name, species=["gold"], progress=False, quicklooks=False,
                               grid=west_grid, derived=derived)
         outs.append(base / name)
