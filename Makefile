@@ -81,6 +81,7 @@ evaluate-quick: cube
 	@for part in "## Model card" "## Spatial cross-validation" "## Leave one state out" "## Unsurveyed states"; do \
 	  grep -q "$$part" $(QUICK)/report.md || { echo "evaluate-quick: '$$part' missing from $(QUICK)/report.md" >&2; exit 1; }; \
 	done
+	@test -s $(QUICK)/calibration.json || { echo "evaluate-quick: $(QUICK)/calibration.json missing" >&2; exit 1; }
 	@echo "evaluate-quick: the protocol ran end to end; report in $(QUICK)/report.md"
 
 bench: install db

@@ -136,6 +136,12 @@ def _protocol_report(run: Path, cfg, test: bool, progress: bool) -> None:  # noq
             results["test"] = previous["test"]
     results["test_scorings"] = test_scorings(run)
     write_protocol_report(results, cfg, cube, run)
+    fit = results.get("cv", {}).get("calibration_fit")
+    if fit:
+        from model.report import write_json_atomic
+
+        write_json_atomic(fit, run / "calibration.json")
+        typer.echo(f"wrote {run / 'calibration.json'} ({fit['method']}, fitted on {fit['folds']} folds)")
     typer.echo(f"wrote {run / 'metrics.json'} and {run / 'report.md'}")
 
 

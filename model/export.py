@@ -60,6 +60,21 @@ def _headline(metrics: Metrics | None) -> dict:
     return headline(metrics)
 
 
+def _calibration(run_dir: Path, species: list[str]) -> dict | None:
+    """The run's calibration.json (written by ``m3 evaluate`` of a protocol run) as model.json carries it."""
+    path = run_dir / "calibration.json"
+    if not path.is_file():
+        return None
+    from model.calibration import check_roundtrip
+
+    fit = json.loads(path.read_text(encoding="utf-8"))
+    check_roundtrip(fit, species)
+    rel = fit.get("reliability", {})
+    return {"method": fit["method"], "regime": fit["regime"], "folds": fit["folds"], "species": fit["species"],
+            "cross_fitted_log_loss": fit.get("cross_fitted_log_loss"),
+            "ece": {k: v.get("ece") for k, v in rel.items()}}
+
+
 def export_run(exp: Experiment, run_dir: Path) -> dict:
     """Export the selected UNet of a run to model.onnx and write model.json; return model.json's content."""
     metrics = read_metrics(run_dir / "metrics.json")
@@ -86,6 +101,7 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
         "opset": OPSET, "sha256": sha256_file(onnx_path), "config": exp.cfg.to_dict(),
         "metrics": _headline(metrics), "cube": exp.cube.cube_sha256,
         "seed": seed, "arch": EXPORTED_MODEL, "unsurveyed": exp.cfg.data.unsurveyed,
+        "calibration": _calibration(run_dir, list(exp.cube.species)),
     }
     tmp = run_dir / "model.json.tmp"
     tmp.write_text(json.dumps(_clean(payload), indent=2, sort_keys=True) + "\n", encoding="utf-8")

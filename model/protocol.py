@@ -677,6 +677,8 @@ def aggregate_protocol(cfg: ExperimentConfig, species: list[str], out: Path) -> 
         cv["calibration"] = {regime: _calibration(_method_scores(cv_dirs, regime, n_s, cfg)[EXPORTED_MODEL])
                              for regime in REGIMES if EXPORTED_MODEL in network_names(cfg)}
         cv["tuned"] = {d.name: json.loads((d / "fold.json").read_text(encoding="utf-8"))["tuned"] for d in cv_dirs}
+        if EXPORTED_MODEL in network_names(cfg) and len(cv_dirs) >= 2:
+            cv["calibration_fit"] = _fit_calibration(cfg, cv_dirs, species)
         results["cv"] = cv
     loso_dirs = _stage_dirs(out, "loso-")
     if loso_dirs:
@@ -695,6 +697,15 @@ def aggregate_protocol(cfg: ExperimentConfig, species: list[str], out: Path) -> 
             "cells": int(next(iter(next(iter(shown.values())).values()))[1].size),
         }
     return results
+
+
+def _fit_calibration(cfg: ExperimentConfig, cv_dirs: list[Path], species: list[str]) -> dict:
+    """The exported model's calibration, fitted and chosen on the CV folds' held-out predictions."""
+    from model.calibration import CALIBRATION_REGIME, choose_and_fit, fold_pairs
+
+    n_s = len(species)
+    return choose_and_fit(fold_pairs(
+        cv_dirs, lambda d: _method_scores([d], CALIBRATION_REGIME, n_s, cfg)[EXPORTED_MODEL]), species)
 
 
 def _calibration(scores: Scores, bins: int = 10) -> dict:

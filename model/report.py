@@ -311,6 +311,25 @@ def _cv_section(cv: dict, n_folds: int) -> list[str]:
         lines += ["", _seed_note(r["seeds"]), ""]
     if cv.get("calibration"):
         lines += _calibration_section(cv["calibration"])
+    if cv.get("calibration_fit"):
+        lines += _calibration_fit_section(cv["calibration_fit"])
+    return lines
+
+
+def _calibration_fit_section(fit: dict) -> list[str]:
+    """How the served probabilities are calibrated, and how well, cross-fitted over the folds."""
+    rel = fit["reliability"]
+    lines = ["### Calibrated probability", "",
+             f"Per species, a monotone map of the UNet's probability fitted on the {fit['regime']}-hidden "
+             f"predictions of the {fit['folds']} folds (`calibration.json`, copied into model.json by `m3 export`; "
+             "the service applies it to every evaluation). Each form is scored by cross-fitting: every fold's "
+             "predictions calibrated by the map fitted on the other folds. The form with the lower log-loss is "
+             f"kept: **{fit['method']}**.", "",
+             "| predictions | log-loss | ECE |", "|---|---|---|"]
+    for name, r in rel.items():
+        label = "raw" if name == "raw" else f"{name}, cross-fitted"
+        lines.append(f"| {label} | {_num(r['log_loss'], 5)} | {_num(r['ece'], 4)} |")
+    lines.append("")
     return lines
 
 
@@ -405,6 +424,11 @@ def write_protocol_plots(results: dict, out_dir: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(4.5, 4.2))
         for regime, c in cal.items():
             ax.plot(c["bin_predicted"], c["bin_observed"], marker="o", label=f"{regime} (ECE {c['ece']:.4f})")
+        fit = results.get("cv", {}).get("calibration_fit")
+        if fit:
+            chosen = fit["reliability"][fit["method"]]
+            ax.plot(chosen["bin_predicted"], chosen["bin_observed"], marker="s", linestyle="--",
+                    label=f"{fit['regime']}, calibrated ({fit['method']}, cross-fitted; ECE {chosen['ece']:.4f})")
         ax.plot([0, 1], [0, 1], "k:", label="perfect")
         ax.set(xlabel="predicted probability", ylabel="observed rate", title="Reliability, cross-validated UNet")
         ax.legend(fontsize=7)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.cube.contract import SURVEYED_CHANNEL, UNSURVEYED_MODES, sha256_file
+from backend.inference.calibration import Calibration, CalibrationError
 
 MODEL_FORMAT = "m3-model/1"
 CHANNEL_KINDS = ("visible", "hidden", "cov", "valid", "surveyed")
@@ -57,6 +58,8 @@ class ModelCard:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     #: how the model reads unsurveyed cells without a record (backend.cube.contract.UNSURVEYED_MODES)
     unsurveyed: str = "absent"
+    #: the per-species map to calibrated probability (None: the model's probabilities are served raw)
+    calibration: Calibration | None = None
 
     @property
     def onnx_path(self) -> Path:
@@ -72,7 +75,16 @@ class ModelCard:
         """The card as JSON for /healthz and job records."""
         return {"name": self.name, "sha256": self.sha256, "species": list(self.species),
                 "covariates": list(self.covariates), "channels": [str(c) for c in self.channels],
-                "multiple": self.multiple, "cube": self.cube_sha256, "unsurveyed": self.unsurveyed}
+                "multiple": self.multiple, "cube": self.cube_sha256, "unsurveyed": self.unsurveyed,
+                "calibration": self.calibration.method if self.calibration else None}
+
+
+def _calibration(path: Path, raw: dict[str, Any], species: tuple[str, ...]) -> Calibration | None:
+    """model.json's calibration, or ModelContractError naming the file."""
+    try:
+        return Calibration.parse(raw.get("calibration"), species)
+    except CalibrationError as exc:
+        raise ModelContractError(f"{path}: {exc}") from None
 
 
 def load_model_card(folder: Path, verify: bool = True) -> ModelCard:
@@ -98,7 +110,7 @@ def load_model_card(folder: Path, verify: bool = True) -> ModelCard:
         multiple=int(raw.get("multiple") or 1), cell_size_m=float(raw.get("cell_size_m") or 0.0),
         crs=str(raw.get("crs") or ""), sha256=str(raw["sha256"]), cube_sha256=raw.get("cube"),
         opset=raw.get("opset"), metrics=raw.get("metrics") or {}, raw=raw,
-        unsurveyed=str(raw.get("unsurveyed") or "absent"),
+        unsurveyed=str(raw.get("unsurveyed") or "absent"), calibration=_calibration(path, raw, species),
     )
     if card.unsurveyed not in UNSURVEYED_MODES:
         raise ModelContractError(f"{path}: unsurveyed is {card.unsurveyed!r}; expected one of "

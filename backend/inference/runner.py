@@ -78,8 +78,15 @@ class MapEvaluator:
         an ensemble passes a different one to each evaluation. The whole-grid pass has no inner edges.
 
         If the whole-grid pass runs out of (GPU) memory, the evaluator falls back to sliding windows
-        for this and every later call, with a warning, instead of failing the job.
+        for this and every later call, with a warning, instead of failing the job. A model with a calibration
+        (model.json) returns calibrated probabilities.
         """
+        calibration = self.engine.card.calibration
+        prob = self._raw(hidden, shift)
+        return calibration.apply(prob) if calibration is not None else prob
+
+    def _raw(self, hidden: np.ndarray, shift: int) -> np.ndarray:
+        """The model's own probabilities for one hide mask (before calibration)."""
         if self.whole:
             try:
                 return self._whole(hidden)
