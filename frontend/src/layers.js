@@ -56,7 +56,9 @@ export function layerMetaHtml(body) {
   if (!body || body.layer_version === null || body.layer_version === undefined) return "";
   const model = body.model || {};
   const ensemble = body.ensemble || {};
-  const id = `${model.name || "model"}${model.sha256 ? ` (${String(model.sha256).slice(0, 12)})` : ""}`;
+  const sha = model.sha256 ? String(model.sha256).slice(0, 12) : "";
+  const name = model.name || "model";
+  const id = sha && !name.includes(sha) ? `${name} (${sha})` : name;
   const evals = ensemble.evaluations !== undefined
     ? `${ensemble.evaluations} evaluations${ensemble.masks ? ` (${ensemble.masks} mask rounds)` : ""}` : "";
   return `Model <b class="model-id">${escapeHtml(id)}</b> · layers v${escapeHtml(body.layer_version)} published ` +

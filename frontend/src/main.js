@@ -182,6 +182,11 @@ async function start() {
   setupReadout(map, report);
 
   map.on("moveend", () => { saveView(); updateExportLinks(); });
+  // A permalink pasted into this tab moves the map there (the page writes its own hash without this event).
+  window.addEventListener("hashchange", () => {
+    const next = readState();
+    map.setView([next.lat, next.lon], next.zoom);
+  });
 
   try { await layers.refresh(); } catch (err) { report(err); }
   $("layer-meta").innerHTML = layerMetaHtml(layers.meta);
