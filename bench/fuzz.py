@@ -65,6 +65,16 @@ SEMANTIC_RULES = {
     "GET /tiles/{layer_id}/{tileMatrixSetId}/tilejson.json": "minzoom at most maxzoom; expression and rescale "
                                                              "grammars",
     "GET /tiles/{layer_id}/point/{lon},{lat}": "CRS names; band-math expression grammar",
+    "GET /tiles/context/{context_id}/tiles/{tileMatrixSetId}/{z}/{x}/{y}": "x and y inside zoom z; expression and "
+                                                                           "rescale grammars; no other algorithm "
+                                                                           "on the hillshade",
+    "GET /tiles/context/{context_id}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}": "x and y inside zoom z; "
+                                                                                    "expression and rescale grammars; "
+                                                                                    "no other algorithm on the "
+                                                                                    "hillshade",
+    "GET /tiles/context/{context_id}/{tileMatrixSetId}/tilejson.json": "minzoom at most maxzoom; expression and "
+                                                                       "rescale grammars; no other algorithm on "
+                                                                       "the hillshade",
     "GET /tiles/sites/tiles/{z}/{x}/{y}.pbf": "x and y inside zoom z; commodity ids from the vocabulary",
     "GET /tiles/sites/tilejson.json": "commodity ids from the vocabulary",
     "GET /api/sites/export": "bbox min < max; species ids from the vocabulary; cursor from a previous export",
