@@ -132,11 +132,6 @@ class Settings(BaseSettings):
                                          description="Largest box /api/prospectivity reads, in cells.")
 
     @property
-    def ensemble_seeds(self) -> int:
-        """S: trained models in the served ensemble (one exported model.onnx)."""
-        return 1
-
-    @property
     def local_cluster_dir(self) -> Path:
         """Folder of the project-local PostgreSQL cluster."""
         return self.state_dir / "pg"

@@ -36,9 +36,19 @@ def export_onnx(net: M3Network | GatedExperts, path: Path, n_channels: int, size
     os.replace(tmp, path)
 
 
+def trained_seeds(exp: Experiment, run_dir: Path) -> list[int]:
+    """The seeds of the exported model trained in the run: the configured ones first, then others on disk.
+
+    Others are those trained with ``m3 train --seed``.
+    """
+    on_disk = sorted(int(d.name.removeprefix("seed-")) for d in (run_dir / EXPORTED_MODEL).glob("seed-*")
+                     if d.name.removeprefix("seed-").isdigit() and (d / "final.pt").exists())
+    return [s for s in exp.cfg.train.seeds if s in on_disk] + [s for s in on_disk if s not in exp.cfg.train.seeds]
+
+
 def select_seed(exp: Experiment, run_dir: Path, metrics: Metrics | None) -> int:
     """The UNet seed to ship: best validation mean AUPRC (mixed regime) when evaluated, else the first trained."""
-    trained = [s for s in exp.cfg.train.seeds if (model_dir(run_dir, EXPORTED_MODEL, s) / "final.pt").exists()]
+    trained = trained_seeds(exp, run_dir)
     if not trained:
         raise FileNotFoundError(f"no trained UNet in {run_dir}; run `m3 train --config ... --out {run_dir}` first")
     if metrics:
@@ -79,10 +89,19 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
     """Export the selected UNet of a run to model.onnx and write model.json; return model.json's content."""
     metrics = read_metrics(run_dir / "metrics.json")
     seed = select_seed(exp, run_dir, metrics)
-    net = load_trained(exp, EXPORTED_MODEL, model_dir(run_dir, EXPORTED_MODEL, seed) / "final.pt")
     channels = channel_names(exp.cube.species, exp.cube.covariates, exp.cfg.data.unsurveyed)
+    members = []
+    for s in [seed] + [s for s in trained_seeds(exp, run_dir) if s != seed]:
+        member = load_trained(exp, EXPORTED_MODEL, model_dir(run_dir, EXPORTED_MODEL, s) / "final.pt")
+        path = run_dir / ("model.onnx" if s == seed else f"model-seed-{s}.onnx")
+        export_onnx(member, path, len(channels), size=4 * member.multiple)
+        members.append({"onnx": path.name, "sha256": sha256_file(path), "seed": s})
+        if s == seed:
+            net = member
     onnx_path = run_dir / "model.onnx"
-    export_onnx(net, onnx_path, len(channels), size=4 * net.multiple)
+    for stale in run_dir.glob("model-seed-*.onnx"):  # members of an earlier export that are no longer trained
+        if stale.name not in {m["onnx"] for m in members}:
+            stale.unlink()
     stem = net.stem
     payload = {
         "format": "m3-model/1", "onnx": "model.onnx", "input": "x", "output": "prob",
@@ -101,12 +120,13 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
         "opset": OPSET, "sha256": sha256_file(onnx_path), "config": exp.cfg.to_dict(),
         "metrics": _headline(metrics), "cube": exp.cube.cube_sha256,
         "seed": seed, "arch": EXPORTED_MODEL, "unsurveyed": exp.cfg.data.unsurveyed,
-        "calibration": _calibration(run_dir, list(exp.cube.species)),
+        "calibration": _calibration(run_dir, list(exp.cube.species)), "members": members,
     }
     tmp = run_dir / "model.json.tmp"
     tmp.write_text(json.dumps(_clean(payload), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, run_dir / "model.json")
-    log.info("exported UNet seed %d to %s (%.1f MB)", seed, onnx_path, onnx_path.stat().st_size / 1e6)
+    log.info("exported UNet seeds %s to %s (%.1f MB each)", [m["seed"] for m in members], run_dir,
+             onnx_path.stat().st_size / 1e6)
     return payload
 
 

@@ -38,6 +38,15 @@ class Channel:
 
 
 @dataclass(frozen=True)
+class Member:
+    """One trained network of the exported model (a training seed): its ONNX file next to model.json."""
+
+    onnx_file: str
+    sha256: str
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What ``model.json`` says about an exported model."""
 
@@ -60,6 +69,12 @@ class ModelCard:
     unsurveyed: str = "absent"
     #: the per-species map to calibrated probability (None: the model's probabilities are served raw)
     calibration: Calibration | None = None
+    #: the trained networks the ensemble cycles through (training seeds); the first is ``onnx_file``
+    members: tuple[Member, ...] = ()
+
+    def member_path(self, k: int) -> Path:
+        """Path of member ``k``'s ONNX file (member 0 is ``onnx_path``)."""
+        return self.folder / self.members[k].onnx_file if self.members else self.onnx_path
 
     @property
     def onnx_path(self) -> Path:
@@ -76,7 +91,8 @@ class ModelCard:
         return {"name": self.name, "sha256": self.sha256, "species": list(self.species),
                 "covariates": list(self.covariates), "channels": [str(c) for c in self.channels],
                 "multiple": self.multiple, "cube": self.cube_sha256, "unsurveyed": self.unsurveyed,
-                "calibration": self.calibration.method if self.calibration else None}
+                "calibration": self.calibration.method if self.calibration else None,
+                "members": [{"onnx": m.onnx_file, "sha256": m.sha256, "seed": m.seed} for m in self.members]}
 
 
 def _calibration(path: Path, raw: dict[str, Any], species: tuple[str, ...]) -> Calibration | None:
@@ -111,6 +127,7 @@ def load_model_card(folder: Path, verify: bool = True) -> ModelCard:
         crs=str(raw.get("crs") or ""), sha256=str(raw["sha256"]), cube_sha256=raw.get("cube"),
         opset=raw.get("opset"), metrics=raw.get("metrics") or {}, raw=raw,
         unsurveyed=str(raw.get("unsurveyed") or "absent"), calibration=_calibration(path, raw, species),
+        members=_members(path, raw),
     )
     if card.unsurveyed not in UNSURVEYED_MODES:
         raise ModelContractError(f"{path}: unsurveyed is {card.unsurveyed!r}; expected one of "
@@ -122,8 +139,34 @@ def load_model_card(folder: Path, verify: bool = True) -> ModelCard:
         raise ModelContractError(f"{path}: onnx must be a file name next to model.json, not {card.onnx_file!r}")
     if not card.onnx_path.is_file():
         raise ModelContractError(f"{card.onnx_path} does not exist")
+    for member in card.members:
+        onnx = folder / member.onnx_file
+        if not onnx.is_file():
+            raise ModelContractError(f"{onnx} (a member of {path}) does not exist")
+        if verify and member.onnx_file != card.onnx_file and sha256_file(onnx) != member.sha256:
+            raise ModelContractError(f"{onnx} has sha256 {sha256_file(onnx)}, model.json says {member.sha256}")
     if verify:
         actual = sha256_file(card.onnx_path)
         if actual != card.sha256:
             raise ModelContractError(f"{card.onnx_path} has sha256 {actual}, model.json says {card.sha256}")
     return card
+
+
+def _members(path: Path, raw: dict[str, Any]) -> tuple[Member, ...]:
+    """model.json's ``members`` (every trained network the ensemble uses); just ``onnx`` when it has none."""
+    listed = raw.get("members")
+    if not listed:
+        return (Member(str(raw["onnx"]), str(raw["sha256"]), raw.get("seed")),)
+    if not isinstance(listed, list):
+        raise ModelContractError(f"{path}: members must be a list of {{onnx, sha256, seed}}")
+    out = []
+    for entry in listed:
+        if not isinstance(entry, dict) or "onnx" not in entry or "sha256" not in entry:
+            raise ModelContractError(f"{path}: a member needs onnx and sha256; got {entry!r}")
+        name = str(entry["onnx"])
+        if Path(name).name != name:
+            raise ModelContractError(f"{path}: a member's onnx must be a file name next to model.json, not {name!r}")
+        out.append(Member(name, str(entry["sha256"]), entry.get("seed")))
+    if out[0].onnx_file != str(raw["onnx"]) or out[0].sha256 != str(raw["sha256"]):
+        raise ModelContractError(f"{path}: the first member must be the model's onnx ({raw['onnx']})")
+    return tuple(out)

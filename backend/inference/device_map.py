@@ -199,7 +199,7 @@ class DeviceMapRunner:
         rest[0, :, :h, :w] = full[2 * n_sp:]
         del full
         session = engine.session
-        wrapped = wrap_model(card.onnx_path.read_bytes(), card, cumsum_block)
+        wrapped = wrap_model(engine.path.read_bytes(), card, cumsum_block)
         self.session = ort.InferenceSession(wrapped, sess_options=engine.options, providers=session.get_providers(),
                                             provider_options=[session.get_provider_options()[p]
                                                               for p in session.get_providers()])

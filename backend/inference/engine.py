@@ -24,8 +24,13 @@ class InferenceEngine:
     """An onnxruntime session for one exported model, with the card that describes it."""
 
     def __init__(self, card: ModelCard, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 intra_threads: int = 0, inter_threads: int = 1, cpu_mem_arena: bool = False) -> None:
+                 intra_threads: int = 0, inter_threads: int = 1, cpu_mem_arena: bool = False,
+                 member: int = 0) -> None:
         import onnxruntime as ort
+
+        self._args = (tuple(providers), intra_threads, inter_threads, cpu_mem_arena)
+        self.member = member
+        self._members: list[InferenceEngine] | None = [self] if len(card.members) <= 1 else None
 
         available = ort.get_available_providers()
         chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
@@ -40,7 +45,8 @@ class InferenceEngine:
         # tensors of gigabytes, and doubling them can run a card out of memory that would have sufficed
         provider_options = [{"arena_extend_strategy": "kSameAsRequested"} if p == "CUDAExecutionProvider" else {}
                             for p in chosen]
-        self.session = ort.InferenceSession(str(card.onnx_path), sess_options=options, providers=chosen,
+        self.path = card.member_path(member)
+        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen,
                                             provider_options=provider_options)
         self.provider = self.session.get_providers()[0]
         self._lock = threading.Lock() if self.provider != "CPUExecutionProvider" else None
@@ -51,6 +57,14 @@ class InferenceEngine:
         if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != len(card.channels):
             raise ValueError(f"model.onnx takes {shape[1]} channels, model.json lists {len(card.channels)}")
         log.info("model %s on %s (available: %s)", card.name, self.provider, ", ".join(available))
+
+    @property
+    def members(self) -> list[InferenceEngine]:
+        """An engine for every member of the model (training seeds), this one first; made once, on first use."""
+        if self._members is None:
+            self._members = [self] + [InferenceEngine(self.card, *self._args, member=k)
+                                      for k in range(1, len(self.card.members))]
+        return self._members
 
     @property
     def on_gpu(self) -> bool:

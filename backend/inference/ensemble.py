@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 #: progress(done evaluations, total evaluations)
 Progress = Callable[[int, int], None]
 #: evaluate(hidden [S, H, W] bool, shift) -> probabilities [S, H, W]; ``shift`` is a random integer of the
-#: evaluation by which a sliding-window evaluator moves its window edges (MapEvaluator)
-Evaluate = Callable[[np.ndarray, int], np.ndarray]
+#: evaluation by which a sliding-window evaluator moves its window edges (MapEvaluator). With several
+#: members, evaluate(hidden, shift, member) also names the trained network (training seed) to use.
+Evaluate = Callable[..., np.ndarray]
 
 #: Cells over which a hidden cell's weight ramps up from the edge of its region (see masks.CoveringRound.weights).
 DEFAULT_TAPER_CELLS = 8
@@ -46,12 +47,15 @@ def run_ensemble(
     taper: int = DEFAULT_TAPER_CELLS,
     progress: Progress | None = None,
     threads: int | None = None,
+    members: int = 1,
 ) -> EnsembleResult:
     """Evaluate every evaluation of ``schedule`` and reduce them to a weighted mean and std per cell-species.
 
     A hidden cell's prediction is weighted by its round's taper (``taper`` cells from the region's edge),
     so the boundaries of the hidden rectangles do not show in the mean; each evaluation also passes its
     own random shift to ``evaluate``, so the edges of sliding windows do not lie on the same rows each time.
+    With ``members`` > 1 (a model of several training seeds), round r's evaluations use member r mod
+    ``members``: every cell is hidden in each member's rounds alike, and the std spans seeds and masks.
 
     Running sums in float32 (probabilities lie in 0..1, so the variance is well conditioned), updated with
     dense in-place arithmetic: a few [S, H, W] arrays of memory. Each evaluation's sums are added by a
@@ -63,8 +67,9 @@ def run_ensemble(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="m3-sums") as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="m3-sums-driver") as driver:
         pending: Future[None] | None = None
-        for done, (region, taper_weights, shift) in enumerate(hidden_regions(schedule, taper), start=1):
-            prob = evaluate(np.broadcast_to(region, (n_sp, *shape)), shift)
+        for done, (region, taper_weights, shift, r) in enumerate(hidden_regions(schedule, taper), start=1):
+            hide = np.broadcast_to(region, (n_sp, *shape))
+            prob = evaluate(hide, shift, r % members) if members > 1 else evaluate(hide, shift)
             if pending is not None:
                 pending.result()
             weight = np.where(region, taper_weights, np.float32(0))
@@ -82,14 +87,14 @@ def run_ensemble(
     return EnsembleResult(species=species, mean=mean, std=std, count=sums.count, evaluations=total)
 
 
-def hidden_regions(schedule: MaskSchedule, taper: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """(hidden region [H, W] bool, its round's taper weights [H, W], shift) of each evaluation, in order."""
+def hidden_regions(schedule: MaskSchedule, taper: int) -> Iterator[tuple[np.ndarray, np.ndarray, int, int]]:
+    """(hidden region [H, W] bool, its round's taper weights [H, W], shift, round) of each evaluation, in order."""
     for r in range(schedule.rounds):
         cover = schedule.round(r)
         part = cover.part()
         taper_weights = cover.weights(taper)
         for k in range(cover.parts):
-            yield part == k, taper_weights, cover.shifts[k]
+            yield part == k, taper_weights, cover.shifts[k], r
 
 
 class WeightedSums:

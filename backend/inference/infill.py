@@ -80,7 +80,7 @@ def run_infill(model: InferenceEngine, cube: CubeSource, request: InfillRequest,
             hidden = base.copy()
             if masking is not None and i > 0:
                 hidden |= draw_round((request.seed, i), shape, masking).region(0)[None]
-            prob = evaluate(hidden)
+            prob = evaluate(hidden, member=i)  # the model's members (training seeds) in turn
             total += prob
             total2 += prob.astype(np.float64) ** 2
     finally:

@@ -83,6 +83,7 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         result = run_ensemble(
             evaluate, card.species, schedule, settings.ensemble_taper_cells,
             progress=lambda d, t: report(0.05 + 0.75 * d / t, f"evaluation {d} of {t}"),
+            members=len(model.members),
         )
         seconds = time.perf_counter() - t0
         evaluate.close()
@@ -94,7 +95,7 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
-        ensemble = {"masks": settings.ensemble_masks, "seeds": settings.ensemble_seeds,
+        ensemble = {"masks": settings.ensemble_masks, "seeds": len(model.members),
                     "mask_seed": settings.ensemble_seed, "evaluations": result.evaluations,
                     "min_hidden": int(result.count[arrays.conus_cells].min()),
                     "taper_cells": settings.ensemble_taper_cells,

@@ -55,8 +55,10 @@ class MapEvaluator:
         self.whole = whole
         self.margin = margin
         self.resident: DeviceMapRunner | None = None
+        self.residents: list[DeviceMapRunner] = []
         if whole and (engine.on_gpu if resident is None else resident) and device_map.supported(engine.card):
-            self.resident = DeviceMapRunner(engine, arrays)
+            self.residents = [DeviceMapRunner(m, arrays) for m in engine.members]
+            self.resident = self.residents[0]
         self.pool = ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1),
                                        thread_name_prefix="m3-inputs")
         self._inputs: np.ndarray | None = None   # [C, H, W], a view into _padded when whole
@@ -71,8 +73,10 @@ class MapEvaluator:
             return assemble_inputs(card, self.arrays, hidden, out=self._padded[0, :, :h, :w], pool=self.pool)
         return assemble_inputs(card, self.arrays, hidden, pool=self.pool)
 
-    def __call__(self, hidden: np.ndarray, shift: int = 0) -> np.ndarray:
-        """Probabilities of every species of the model for one hide mask.
+    def __call__(self, hidden: np.ndarray, shift: int = 0, member: int = 0) -> np.ndarray:
+        """Probabilities of every species of the model for one hide mask, from one of its members.
+
+        ``member`` picks the trained network (training seed) of a model with several (modulo their number).
 
         ``shift`` moves the inner edges of the sliding windows (see :func:`sliding_predict`'s ``offset``);
         an ensemble passes a different one to each evaluation. The whole-grid pass has no inner edges.
@@ -82,27 +86,28 @@ class MapEvaluator:
         (model.json) returns calibrated probabilities.
         """
         calibration = self.engine.card.calibration
-        prob = self._raw(hidden, shift)
+        prob = self._raw(hidden, shift, member % len(self.engine.members))
         return calibration.apply(prob) if calibration is not None else prob
 
-    def _raw(self, hidden: np.ndarray, shift: int) -> np.ndarray:
-        """The model's own probabilities for one hide mask (before calibration)."""
+    def _raw(self, hidden: np.ndarray, shift: int, member: int) -> np.ndarray:
+        """One member's own probabilities for one hide mask (before calibration)."""
         if self.whole:
             try:
-                return self._whole(hidden)
+                return self._whole(hidden, member)
             except Exception as exc:  # onnxruntime raises its own Fail/RuntimeException types
                 if not _out_of_memory(exc):
                     raise
                 log.warning("the whole-grid pass ran out of memory (%s); falling back to sliding windows of %d "
                             "cells (set M3_GPU_WHOLE_MAP=false to start there)", str(exc).splitlines()[0][:200],
                             self.window)
-                if self.resident is not None:
-                    self.resident.close()  # give its GPU memory back before the windows need some
-                self.whole, self.resident, self._inputs, self._padded = False, None, None, None
+                for runner in self.residents:
+                    runner.close()  # give their GPU memory back before the windows need some
+                self.whole, self.resident, self.residents, self._inputs, self._padded = False, None, [], None, None
         card = self.engine.card
         inputs = self._fill(hidden)
-        return sliding_predict(self.engine.predict, inputs, len(card.species), self.window, self.overlap,
-                               card.multiple, self.batch, self.needed, self.band_rows, shift, self.margin)
+        return sliding_predict(self.engine.members[member].predict, inputs, len(card.species), self.window,
+                               self.overlap, card.multiple, self.batch, self.needed, self.band_rows, shift,
+                               self.margin)
 
     def _fill(self, hidden: np.ndarray) -> np.ndarray:
         """The input [C, H, W] for this hide mask: assembled on the first call, species channels after."""
@@ -112,19 +117,19 @@ class MapEvaluator:
             fill_species_channels(self.engine.card, self.arrays, hidden, self._inputs, self.pool)
         return self._inputs
 
-    def _whole(self, hidden: np.ndarray) -> np.ndarray:
+    def _whole(self, hidden: np.ndarray, member: int) -> np.ndarray:
         """One model call over the whole (padded) grid."""
-        if self.resident is not None:
-            return self.resident(hidden)
+        if self.residents:
+            return self.residents[member](hidden)
         self._fill(hidden)
         assert self._padded is not None
         h, w = self.arrays.shape
-        return self.engine.predict(self._padded)[0, :, :h, :w]
+        return self.engine.members[member].predict(self._padded)[0, :, :h, :w]
 
     def close(self) -> None:
         """Stop the input threads and drop the buffers."""
         self.pool.shutdown(wait=False)
         self._inputs = self._padded = None
-        if self.resident is not None:
-            self.resident.close()
-        self.resident = None
+        for runner in self.residents:
+            runner.close()
+        self.resident, self.residents = None, []

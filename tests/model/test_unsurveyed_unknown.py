@@ -67,3 +67,22 @@ def test_training_and_export_carry_the_mode_and_the_channel(tmp_path, tiny_raw, 
     assert onnx_parity(net, tmp_path / "model.onnx", x) <= 1e-4
     with torch.no_grad():
         assert torch.isfinite(net(torch.from_numpy(x))).all()
+
+
+@pytest.mark.slow
+def test_every_trained_seed_is_exported_as_a_member(tmp_path, tiny_config, tiny_arrays) -> None:
+    from backend.inference.contract import load_model_card
+    from backend.inference.engine import InferenceEngine
+    from model.export import export_run, onnx_parity
+    from model.train import load_trained, model_dir, open_experiment, train_model
+
+    exp = open_experiment(tiny_config, cube=tiny_arrays)
+    for seed in (0, 2):  # seed 2 trained beside the configured seed 0 (m3 train --seed 2)
+        train_model(exp, "unet", seed, tmp_path, progress=False)
+    payload = export_run(exp, tmp_path)
+    assert [(m["onnx"], m["seed"]) for m in payload["members"]] == [("model.onnx", 0), ("model-seed-2.onnx", 2)]
+    card = load_model_card(tmp_path)
+    assert len(InferenceEngine(card).members) == 2
+    x = np.random.default_rng(4).random((1, len(card.channels), 32, 32)).astype(np.float32)
+    net = load_trained(exp, "unet", model_dir(tmp_path, "unet", 2) / "final.pt")
+    assert onnx_parity(net, tmp_path / "model-seed-2.onnx", x) <= 1e-4

@@ -24,9 +24,10 @@ def test_hidden_regions_cover_the_grid_once_per_round() -> None:
         cover = schedule.round(r)
         mine = regions[start:start + cover.parts]
         start += cover.parts
-        assert (np.sum([region for region, _, _ in mine], axis=0) == 1).all()
-        assert [shift for _, _, shift in mine] == list(cover.shifts)
-        for _, weights, _ in mine:
+        assert (np.sum([region for region, _, _, _ in mine], axis=0) == 1).all()
+        assert [shift for _, _, shift, _ in mine] == list(cover.shifts)
+        assert {rnd for _, _, _, rnd in mine} == {r}
+        for _, weights, _, _ in mine:
             assert np.array_equal(weights, cover.weights(3))
 
 

@@ -50,7 +50,8 @@ def create_reinference(request: Request, engine: EngineDep, serving: ServingDep)
     if serving.cube is None:
         raise ServiceNotReady(f"no cube to run on: {serving.cube_error}")
     settings = serving.settings
-    params = {"model": serving.model.card.name, "masks": settings.ensemble_masks, "seeds": settings.ensemble_seeds}
+    card = serving.model.card
+    params = {"model": card.name, "masks": settings.ensemble_masks, "seeds": len(card.members)}
     job_id = start_job(engine, "reinference", params)
     try:
         proc = spawn_worker(settings, job_id)
