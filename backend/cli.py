@@ -222,6 +222,10 @@ def infer(
         "Seed of the mask draw: the same seed gives the same layers, another seed another draw "
         "(default M3_ENSEMBLE_SEED, 0)."))] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    ray: Annotated[str | None, typer.Option(help=(
+        "Evaluate on a Ray cluster: its address or 'auto' (scale extra; cube, model on a shared path)."))] = None,
+    ray_actors: Annotated[int | None, typer.Option(min=1, help="Evaluators (default: 1 per GPU, else CPU).")] = None,
+    ray_cpus: Annotated[float, typer.Option(min=0.01, help="CPUs of each evaluator on the cluster.")] = 1.0,
 ) -> None:
     """Run the whole-map ensemble, write layers/v<N>/ and clusters, and publish them (as a recorded job)."""
     import os
@@ -235,11 +239,12 @@ def infer(
                                 "ensemble_masks": masks, "ensemble_seed": mask_seed}
     overrides = {k: v for k, v in given.items() if v is not None}
     settings = Settings().model_copy(update=overrides)
+    runner = _ensemble_runner(settings, ray, ray_actors, ray_cpus)
     engine = _engine()
 
     try:
-        job_id = start_job(engine, "reinference", {"cli": True, **{k: str(v) for k, v in overrides.items()}},
-                           pid=os.getpid())
+        args = {"cli": True, "ray": ray, **{k: str(v) for k, v in overrides.items()}}
+        job_id = start_job(engine, "reinference", args, pid=os.getpid())
     except JobConflict as exc:
         _fail(str(exc))
         return
@@ -254,7 +259,7 @@ def infer(
 
     try:
         update_job(engine, job_id, message="loading the model")
-        version = run_reinference(settings, engine, job_id, report)
+        version = run_reinference(settings, engine, job_id, report, runner=runner)
     except (ModelContractError, CubeMissingError) as exc:
         finish_job(engine, job_id, ok=False, message="failed", error=str(exc))
         _fail(str(exc))
@@ -267,6 +272,21 @@ def infer(
     finish_job(engine, job_id, ok=True, message=f"published layer version {version}")
     engine.dispose()
     typer.echo(f"job {job_id}: published layer version {version} in {settings.layers_dir / f'v{version}'}")
+
+
+def _ensemble_runner(settings: Settings, ray: str | None, actors: int | None, cpus: float):  # noqa: ANN202
+    """The ensemble's runner: this process's :func:`run_ensemble`, or a :class:`RayEnsemble` on a cluster."""
+    if ray is None:
+        from backend.inference.ensemble import run_ensemble
+
+        return run_ensemble
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        _fail("--ray needs Ray, which is not installed: pip install -e '.[scale]'")
+    from backend.inference.ray_ensemble import RayEnsemble
+
+    return RayEnsemble(settings, ray, actors=actors, cpus_per_actor=cpus)
 
 
 @app.command("clusters")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from backend.inference.cube_inputs import CubeSource
+from backend.inference.cube_inputs import CubeArrays, CubeSource
 from backend.inference.engine import InferenceEngine
 from backend.inference.ensemble import EnsembleResult, discrepancy, run_ensemble
 from backend.inference.jobs import update_job
@@ -50,10 +50,22 @@ def job_progress(engine: sa.Engine, job_id: int, every_s: float = 0.5) -> JobPro
     return report
 
 
+def map_evaluator(settings: Settings, model: InferenceEngine, arrays: CubeArrays,
+                  threads: int | None = None) -> MapEvaluator:
+    """The whole-map evaluator of the settings: sliding windows over CONUS cells, or the whole grid on a GPU."""
+    return MapEvaluator(model, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
+                        needed=arrays.conus_cells, band_rows=settings.window_band_rows,
+                        whole=settings.gpu_whole_map and model.on_gpu, margin=settings.window_margin,
+                        threads=threads)
+
+
 def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = None,
-                    progress: JobProgress | None = None, model: InferenceEngine | None = None) -> int:
+                    progress: JobProgress | None = None, model: InferenceEngine | None = None,
+                    runner: Callable[..., EnsembleResult] = run_ensemble) -> int:
     """Evaluate the ensemble over the whole cube and publish a new layer version; returns its number.
 
+    ``runner`` runs the evaluations (:func:`run_ensemble` in this process; ``m3 infer --ray`` passes one
+    that runs them on a Ray cluster, with the same signature and the same result for the same mask seed).
     Files are written to ``layers/.staging-v<N>`` and renamed to ``layers/v<N>`` only when complete; the
     database switches to version N in one transaction with its clusters. If anything fails or the process
     is killed, the version being served is untouched.
@@ -74,13 +86,11 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
     try:
         report(0.01, "reading the cube")
         arrays = cube.read()
-        evaluate = MapEvaluator(model, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
-                                needed=arrays.conus_cells, band_rows=settings.window_band_rows,
-                                whole=settings.gpu_whole_map and model.on_gpu, margin=settings.window_margin)
+        evaluate = map_evaluator(settings, model, arrays)
         masking = training_masking(card)
         schedule = MaskSchedule(arrays.shape, masking, settings.ensemble_masks, settings.ensemble_seed)
         t0 = time.perf_counter()
-        result = run_ensemble(
+        result = runner(
             evaluate, card.species, schedule, settings.ensemble_taper_cells,
             progress=lambda d, t: report(0.05 + 0.75 * d / t, f"evaluation {d} of {t}"),
             members=len(model.members),

@@ -1,0 +1,41 @@
+"""A two-node Ray cluster (a head and a worker, 1 CPU each) for the scale tests; skipped without Ray."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray", reason="Ray is not installed (the scale extra: pip install -e '.[scale]')")
+
+from .cluster import LocalCluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[LocalCluster]:
+    """A head node and a worker node, started for the session and stopped after it."""
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="m3-ray-")))
+    try:
+        cluster.start_head()
+        cluster.add_worker()
+        yield cluster
+    finally:
+        import ray
+
+        ray.shutdown()
+        cluster.stop()
+
+
+@pytest.fixture
+def two_nodes(ray_cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """The cluster with both nodes alive (a worker lost by an earlier test is replaced), and this process its driver."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_cluster.address, logging_level="ERROR", log_to_driver=False)
+    if not any(n.name.startswith("worker") and n.proc.poll() is None for n in ray_cluster.nodes):
+        ray_cluster.add_worker(f"worker{len(ray_cluster.nodes)}")
+    ray_cluster.wait_for_alive(2)
+    yield ray_cluster
