@@ -245,15 +245,16 @@ MODEL_CARD = """## Model card
 a benchmark for geospatial ML on sparse mineral records. It is not a resource estimate, and a cell's value is
 not the probability that an economic deposit exists there.
 
-**What the layers mean.** *Prospectivity*: the model's probability that a known site of the species would be
-recorded in the cell if the cell were surveyed like the training states, predicted with the cell hidden.
+**What the layers mean.** *Prospectivity*: the probability that a known site of the species would be recorded
+in the cell if the cell were surveyed like the training states, predicted with the cell hidden; the service
+serves it calibrated, per species, on the cross-validated predictions (section "Calibrated probability").
 *Uncertainty*: the spread of that prediction over training seeds and mask draws. *Discrepancy*: prospectivity
 where no record of the species exists, i.e. where the model expects a record that the data lack; a lead to
 check, not a discovery.
 
 **Data coverage.** {coverage} Elsewhere, only the sparse national thematic records (USGS mrdata sets, Earth MRI)
-exist, so an empty cell there is unknown, not barren. The leave-one-state-out and unsurveyed-state tables below
-measure how the map does in that situation.
+exist, so an empty cell there is unknown, not barren. {unsurveyed} The leave-one-state-out and unsurveyed-state
+tables below measure how the map does in that situation.
 
 **How it is evaluated.** Every choice (configuration, thresholds, tuning of the baselines) is made on
 {folds}-fold spatial cross-validation over {block}-cell blocks with {buffer}-cell buffers; a test set of
@@ -262,6 +263,16 @@ measure how the map does in that situation.
 of states for leave-one-state-out and the unsurveyed check) of the difference "ResNet-UNet minus the other
 method"; the verdict is *ahead* or *behind* only when the interval excludes 0, else *level*.
 """
+
+
+#: How the model reads empty unsurveyed cells (``data.unsurveyed``), in the model card's words.
+UNSURVEYED_TEXT = {
+    "unknown": "The model reads them so: an unsurveyed cell without a record of a species is hidden for it in "
+               "every input, like a cell to be predicted, and is never a training target; the records there "
+               "stay visible.",
+    "absent": "This model still reads an empty unsurveyed cell as a visible zero (a known absence) where it "
+              "lies in a training block.",
+}
 
 
 def protocol_markdown(results: dict, cfg, cube, plots: list[str]) -> str:  # noqa: ANN001 (config, cube arrays)
@@ -273,7 +284,7 @@ def protocol_markdown(results: dict, cfg, cube, plots: list[str]) -> str:  # noq
              MODEL_CARD.format(coverage=f"Systematic survey records exist for {covered}; the model trains and "
                                "is scored there.", folds=p.folds, block=cfg.data.block_cells,
                                buffer=cfg.data.buffer_cells, sealed=folds.get("sealed_blocks", "?"),
-                               seed=p.test_seed, boot=p.bootstrap)]
+                               seed=p.test_seed, boot=p.bootstrap, unsurveyed=UNSURVEYED_TEXT[getattr(cfg.data, "unsurveyed", "absent")])]
     scorings = results.get("test_scorings", [])
     lines += [f"**Sealed test scorings of this run: {len(scorings)}.**", ""]
     if results.get("cv"):
