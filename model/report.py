@@ -284,7 +284,8 @@ def protocol_markdown(results: dict, cfg, cube, plots: list[str]) -> str:  # noq
              MODEL_CARD.format(coverage=f"Systematic survey records exist for {covered}; the model trains and "
                                "is scored there.", folds=p.folds, block=cfg.data.block_cells,
                                buffer=cfg.data.buffer_cells, sealed=folds.get("sealed_blocks", "?"),
-                               seed=p.test_seed, boot=p.bootstrap, unsurveyed=UNSURVEYED_TEXT[getattr(cfg.data, "unsurveyed", "absent")])]
+                               seed=p.test_seed, boot=p.bootstrap,
+                               unsurveyed=UNSURVEYED_TEXT[getattr(cfg.data, "unsurveyed", "absent")])]
     scorings = results.get("test_scorings", [])
     lines += [f"**Sealed test scorings of this run: {len(scorings)}.**", ""]
     if results.get("cv"):
