@@ -6,6 +6,7 @@ Torch is imported inside the commands only, so importing this module (and ``back
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -194,6 +195,59 @@ def export(run: Annotated[Path, typer.Option(help="Run folder written by m3 trai
         _fail(str(exc))
         return
     typer.echo(f"wrote {run / 'model.onnx'} (sha256 {payload['sha256'][:12]}...) and {run / 'model.json'}")
+
+
+@model_app.command("sweep")
+def sweep(
+    jobs: Annotated[list[str], typer.Argument(help=(
+        "Jobs: CONFIG (every model and seed), CONFIG:ARCH[,ARCH]:SEED[,SEED], or protocol:CONFIG:UNIT[,UNIT] "
+        "(protocol:CONFIG:all: every unit)."), show_default=False)],
+    out: Annotated[Path, typer.Option(help="Parent of the run folders (OUT/NAME, NAME the config's file name).")] = (
+        Path("runs")),
+    ray: Annotated[str | None, typer.Option(help=(
+        "Run the jobs as tasks on a Ray cluster: its address, 'auto', or 'local' (a cluster of this machine; "
+        "the scale extra). Without it the jobs run one by one in this process."))] = None,
+    cpus: Annotated[float, typer.Option(min=0.01, help="CPUs per job on Ray.")] = 1.0,
+    gpus: Annotated[float | None, typer.Option(min=0.0, help=(
+        "GPUs per job on Ray (0.25: four trainings share a device; default 0.25 where the cluster has GPUs)."))
+    ] = None,
+    deadline: Annotated[float, typer.Option(min=0.0, help="Stop the jobs still running after this many seconds "
+                                                          "(0: none); their checkpoints stay, a rerun resumes.")] = 0.0,
+    pack: Annotated[Path | None, typer.Option(help="Afterwards, one tar per run folder of its results here.")] = None,
+) -> None:
+    """Run many trainings and protocol units (resumable; results in the run folders as m3 train writes them)."""
+    import importlib.util
+
+    from model.sweep import SweepError, pack_runs, parse_jobs, record_configs, run_here, run_on_ray
+
+    base = Path.cwd()
+    try:
+        todo, configs = parse_jobs(jobs, out, base)
+    except (SweepError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    if ray is not None and importlib.util.find_spec("ray") is None:
+        _fail("--ray needs Ray, which is not installed: pip install -e '.[scale]'")
+    record_configs(configs, todo)
+    started = time.monotonic()
+    typer.echo(f"{len(todo)} jobs, {sum(j.finished() for j in todo)} finished before" + (f", on Ray ({ray})" if ray
+                                                                                          else ", one by one"))
+
+    def report(result) -> None:  # noqa: ANN001 (model.sweep.JobResult)
+        """One line per job as it ends."""
+        why = f": {result.error}" if result.error else ""
+        typer.echo(f"{time.monotonic() - started:6.0f} s  {result.status} {result.job.label}{why}")
+
+    results = (run_here(todo, base, report) if ray is None else
+               run_on_ray(todo, base, ray, report, cpus=cpus, gpus=gpus, deadline=deadline))
+    if pack is not None:
+        for tar in pack_runs(todo, out if out.is_absolute() else base / out, pack):
+            typer.echo(f"wrote {tar}")
+    unfinished = [r for r in results if r.status not in ("done", "skipped")]
+    for r in unfinished:
+        typer.echo(f"not finished: {r.job.label} ({r.status}); see {r.job.out_file}")
+    if unfinished:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""scripts/gpu_sweep.py: many training jobs at once, a deadline, one tar per run folder."""
+"""scripts/gpu_sweep.py: `m3 sweep` on a Ray cluster of this machine (many jobs at once, a deadline, tars)."""
 
 import subprocess
 import sys
@@ -24,30 +24,29 @@ def _sweep(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_jobs_run_in_parallel_and_are_packed(tmp_path, tiny_cube_dir, tiny_raw):
-    config = _config(tmp_path, tiny_raw, tiny_cube_dir, "quick", 3)
-    done = _sweep("--out", str(tmp_path / "runs"), "--parallel", "2", "--pack", str(tmp_path / "pack"),
-                  f"{config}:unet:0,1")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 jobs, 2 at a time" in done.stdout
+def test_jobs_run_at_once_a_deadline_stops_the_long_one_and_runs_are_packed(tmp_path, tiny_cube_dir, tiny_raw):
+    pytest.importorskip("ray", reason="--parallel runs on Ray (the scale extra)")
+    quick = _config(tmp_path, tiny_raw, tiny_cube_dir, "quick", 3)
+    long = _config(tmp_path, tiny_raw, tiny_cube_dir, "long", 100000)
+    done = _sweep("--out", str(tmp_path / "runs"), "--parallel", "2", "--deadline", "25", "--pack",
+                  str(tmp_path / "pack"), f"{long}:unet:0", f"{quick}:unet:0,1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "2 jobs at a time on this machine" in done.stdout and "3 jobs, 0 finished before, on Ray" in done.stdout
+    assert "not finished: long unet seed 0 (stopped)" in done.stdout
+    assert not (tmp_path / "runs" / "long" / "unet" / "seed-0" / "final.pt").exists()
     with tarfile.open(tmp_path / "pack" / "quick.tar") as tar:
         names = set(tar.getnames())
     assert {"quick/unet/seed-0/final.pt", "quick/unet/seed-1/log.csv", "quick/config.yaml"} <= names
 
 
-@pytest.mark.slow
-def test_a_deadline_stops_jobs_and_says_which(tmp_path, tiny_cube_dir, tiny_raw):
-    config = _config(tmp_path, tiny_raw, tiny_cube_dir, "long", 100000)
-    done = _sweep("--out", str(tmp_path / "runs"), "--deadline", "1", f"{config}:unet:0")
-    assert done.returncode == 1
-    assert "deadline: stopping 1 jobs" in done.stdout and "not finished: long unet seed 0 (stopped)" in done.stdout
-    assert not (tmp_path / "runs" / "long" / "unet" / "seed-0" / "final.pt").exists()
-
-
-def test_bad_job_specs_are_refused(tmp_path, tiny_raw):
+def test_one_at_a_time_needs_no_ray_and_bad_job_specs_are_refused(tmp_path, tiny_cube_dir, tiny_raw):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_raw))
-    bad = _sweep("--out", str(tmp_path / "r"), f"{path}:unet")
-    assert bad.returncode != 0 and "is neither CONFIG:ARCH[,ARCH]:SEED[,SEED] nor protocol:CONFIG:UNIT" in bad.stderr
-    unknown = _sweep("--out", str(tmp_path / "r"), f"{path}:resnet:0")
+    bad = _sweep("--out", str(tmp_path / "r"), "--parallel", "1", f"{path}:unet")
+    assert bad.returncode != 0 and "is neither CONFIG, CONFIG:ARCH[,ARCH]:SEED[,SEED] nor protocol:" in bad.stderr
+    unknown = _sweep("--out", str(tmp_path / "r"), "--parallel", "1", f"{path}:resnet:0")
     assert unknown.returncode != 0 and "'resnet' is not a model of" in unknown.stderr
+    quick = _config(tmp_path, tiny_raw, tiny_cube_dir, "quick", 3)
+    done = _sweep("--out", str(tmp_path / "runs"), "--parallel", "1", f"{quick}:unet:0")
+    assert done.returncode == 0 and "1 jobs, 0 finished before, one by one" in done.stdout, done.stdout + done.stderr
+    assert (tmp_path / "runs" / "quick" / "unet" / "seed-0" / "final.pt").exists()
