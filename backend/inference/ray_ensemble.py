@@ -181,6 +181,8 @@ class _RoundDriver:
         self.folded = 0
         self.folding = False
         self.reevaluated = 0
+        self.losses = 0
+        self.started = 0
         self.nodes: dict[int, str] = {}  # round -> the node that evaluated it
 
     def run(self, actors: int) -> Any:
@@ -235,20 +237,11 @@ class _RoundDriver:
         try:
             value = self.ray.get(marker)
         except (RayActorError, ObjectLostError, WorkerCrashedError, NodeDiedError) as exc:
-            log.warning("ensemble on Ray: %s of round %d lost (%s); evaluating it again", kind, r,
-                        type(exc).__name__)
-            if kind == "fold":
-                self.folding = False
-            if kind in ("round", "ready"):
-                actor = payload[0] if kind == "round" else payload
-                if actor in self.actors:
-                    self.actors.remove(actor)
-            if kind != "ready":
-                self.queue.appendleft(r)
-                self.reevaluated += 1
+            self._lost(kind, r, payload, exc)
             return
         if kind == "ready":
             self.idle.append(payload)
+            self.started += 1
         elif kind == "round":
             actor, sums = payload
             self.done[r], self.nodes[r] = sums, value
@@ -257,3 +250,33 @@ class _RoundDriver:
             self.total, self.folded, self.folding = payload, self.folded + 1, False
             if self.progress:
                 self.progress(self.folded * self.parts, self.rounds * self.parts)
+
+    def _lost(self, kind: str, r: int, payload: Any, exc: Exception) -> None:
+        """A call lost with its actor, node or object: drop the actor, queue the round again."""
+        if kind == "ready" and not self.started:
+            raise RuntimeError(f"no ensemble actor could start on the cluster (are the cube and the model on a "
+                               f"path every node reads?): {exc}") from exc
+        self.losses += 1
+        if self.losses > 2 * self.rounds + MAX_RESTARTS:
+            raise RuntimeError(f"the ensemble on Ray lost {self.losses} calls; giving up: {exc}") from exc
+        log.warning("ensemble on Ray: %s of round %d lost (%s); evaluating it again", kind, r, type(exc).__name__)
+        if kind == "fold":
+            self.folding = False
+            self._forget(payload)
+        elif kind in ("round", "ready"):
+            actor = payload[0] if kind == "round" else payload
+            if kind == "round":
+                self._forget(payload[1])
+            if actor in self.actors:
+                self.actors.remove(actor)
+                self.ray.kill(actor, no_restart=True)
+        if kind != "ready":
+            self.queue.appendleft(r)
+            self.reevaluated += 1
+
+    def _forget(self, ref: Any) -> None:
+        """Read a lost call's other result, so that Ray does not report its error as unhandled."""
+        try:
+            self.ray.get(ref, timeout=0)
+        except Exception:  # noqa: S110 (the error is the one just handled)
+            pass

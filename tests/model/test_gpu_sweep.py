@@ -1,5 +1,6 @@
 """scripts/gpu_sweep.py: `m3 sweep` on a Ray cluster of this machine (many jobs at once, a deadline, tars)."""
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -20,7 +21,8 @@ def _config(tmp_path: Path, tiny_raw: dict, cube: Path, name: str, steps: int) -
 
 
 def _sweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+    env = os.environ | {"RAY_AUTH_MODE": "disabled"}  # a local cluster for a minute: no token written to ~/.ray
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ class LocalCluster:
         temp = self.root / name
         temp.mkdir(parents=True, exist_ok=True)
         log = (self.root / f"{name}.log").open("w")
-        env = os.environ | FAST_FAILURE | {"RAY_USAGE_STATS_ENABLED": "0"}
+        env = os.environ | FAST_FAILURE | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         ports = free_ports(8)
         cmd = [str(RAY), "start", "--block", "--num-cpus", "1", "--num-gpus", "0", "--disable-usage-stats",
                "--object-store-memory", str(200 * 2**20), "--temp-dir", str(temp),

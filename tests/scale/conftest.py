@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,10 @@ import pytest
 pytest.importorskip("ray", reason="Ray is not installed (the scale extra: pip install -e '.[scale]')")
 
 from .cluster import LocalCluster  # noqa: E402
+
+# The test clusters live on this machine for a minute: no token (Ray would otherwise write one to ~/.ray for the
+# first local cluster and ask every later driver for it). The drivers the tests start inherit this.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ pytest.importorskip("ray", reason="Ray is not installed (the scale extra: pip in
 def shared(tmp_path_factory) -> Settings:
     """A synthetic cube and a tiny model on a path both nodes read, and the settings of an ensemble over them."""
     root = tmp_path_factory.mktemp("shared")
-    write_synthetic_cube(root / "cube", small_grid(rows=256, cols=384))
+    write_synthetic_cube(root / "cube", small_grid(rows=384, cols=512))
     write_context_model(root / "model", width=16, layers=3)
     return Settings(cube_dir=root / "cube", model_dir=root / "model", window_size=128, window_overlap=16,
                     window_margin=4, ensemble_masks=8, ensemble_seed=3)
@@ -39,6 +39,12 @@ def local_ensemble(settings: Settings) -> EnsembleResult:
         return run_ensemble(evaluate, model.card.species, schedule, settings.ensemble_taper_cells)
     finally:
         evaluate.close()
+
+
+@pytest.fixture(scope="module")
+def local(shared) -> EnsembleResult:
+    """The local path's result, once for the module."""
+    return local_ensemble(shared)
 
 
 def ray_ensemble(settings: Settings, progress=None, **options) -> tuple[EnsembleResult, dict]:
@@ -61,8 +67,7 @@ def assert_same_layers(a: EnsembleResult, b: EnsembleResult) -> None:
     np.testing.assert_allclose(a.std, b.std, rtol=0, atol=1e-6, equal_nan=True)
 
 
-def test_the_cluster_gives_the_local_layers(two_nodes, shared):
-    local = local_ensemble(shared)
+def test_the_cluster_gives_the_local_layers(two_nodes, shared, local):
     on_ray, stats = ray_ensemble(shared)
     assert stats["actors"] == 2 and stats["nodes"] == 2, stats
     assert_same_layers(local, on_ray)
@@ -71,8 +76,7 @@ def test_the_cluster_gives_the_local_layers(two_nodes, shared):
     assert np.nanmax(on_ray.std) > 1e-3, "the model sees the hidden regions: the rounds differ"
 
 
-def test_a_worker_node_lost_mid_run_changes_nothing(two_nodes, shared):
-    local = local_ensemble(shared)
+def test_a_worker_node_lost_mid_run_changes_nothing(two_nodes, shared, local):
     worker = next(n for n in two_nodes.nodes if n.name.startswith("worker") and n.proc.poll() is None)
     seen: list[int] = []
 
