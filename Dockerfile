@@ -22,8 +22,10 @@ COPY data data
 COPY frontend/index.html frontend/
 COPY frontend/src frontend/src
 COPY runs/demo/model.onnx runs/demo/model.json runs/demo/
-# Editable install: the code finds data/, alembic/ and frontend/ beside itself.
-RUN pip install -e ".[serve]"
+# Editable install: the code finds data/, alembic/ and frontend/ beside itself. The Ray nodes of
+# docker-compose.yml's ray profile build it with M3_EXTRAS=serve,scale.
+ARG M3_EXTRAS=serve
+RUN pip install -e ".[${M3_EXTRAS}]"
 
 RUN useradd --create-home --uid 1000 m3 && mkdir -p /data && chown m3 /data
 USER m3

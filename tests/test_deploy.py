@@ -26,7 +26,7 @@ def test_services_and_images():
 
 
 def test_every_m3_variable_is_a_setting():
-    for service in ("api", "worker"):
+    for service in ("api", "worker", "ray-head", "ray-worker"):
         names = {k for k in _env(service) if k.startswith("M3_")}
         assert names, service
         assert names <= FIELDS, names - FIELDS
@@ -58,6 +58,25 @@ def test_production_mode_needs_a_token():
 
 def test_dockerfile_serves_without_torch():
     text = (PROJECT_ROOT / "Dockerfile").read_text()
-    assert re.search(r'pip install -e "\.\[serve\]"', text)
+    assert re.search(r"^ARG M3_EXTRAS=serve$", text, re.M), "the default image has the serve extra only"
+    assert re.search(r'pip install -e "\.\[\$\{M3_EXTRAS\}\]"', text)
     assert "train" not in re.findall(r"pip install.*", text)[0]
     assert "npm ci" in text and "EXPOSE 8000" in text
+
+
+def test_the_ray_profile_is_a_head_and_a_worker_of_the_same_code_and_volumes():
+    services = COMPOSE["services"]
+    head, worker = services["ray-head"], services["ray-worker"]
+    assert head["profiles"] == worker["profiles"] == ["ray"]
+    assert all("profiles" not in services[name] for name in ("db", "api", "worker")), "the default stack is unchanged"
+    assert head["build"]["context"] == "." and head["build"]["args"]["M3_EXTRAS"] == "serve,scale"
+    assert worker["image"] == head["image"] != services["api"]["image"]
+    port = head["command"][head["command"].index("--port") + 1]
+    assert head["command"][:4] == ["ray", "start", "--head", "--block"]
+    assert worker["command"][:4] == ["ray", "start", "--address", f"ray-head:{port}"] and "--block" in worker["command"]
+    assert head["healthcheck"]["test"][-1] == f"127.0.0.1:{port}"
+    assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    # every node reads the cube and model, and the driver (on the head) writes layers, where the API does
+    assert sorted(head["volumes"]) == sorted(worker["volumes"]) == sorted(services["api"]["volumes"])
+    assert _env("ray-head") == _env("ray-worker") == _env("api")
+    assert all("shm_size" in s for s in (head, worker))
