@@ -9,11 +9,11 @@ STAMP := $(VENV)/.installed
 # Real data first by reliability: the MRDS California subset, then every other bundled source.
 BUNDLED := data/raw/minmod/usgs_mrds_california.tar.xz data/raw/minmod
 
-.PHONY: demo test system system-test install frontend db ingest cube layers serve lint typecheck pytest evaluate-quick bench clean-db
+.PHONY: demo test system system-test install install-scale frontend db ingest cube layers serve lint typecheck pytest evaluate-quick bench clean-db
 
 demo: system install frontend db ingest cube layers serve
 
-test: system-test install frontend db lint typecheck pytest evaluate-quick
+test: system-test install install-scale frontend db lint typecheck pytest evaluate-quick
 
 system:
 	@scripts/system-packages.sh demo
@@ -28,6 +28,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install -q -e ".[serve,train]" --group dev
 	touch $(STAMP)
+
+# The tests also install the scale extra (Ray: tests/scale runs a two-node cluster); make demo does not.
+SCALE_STAMP := $(VENV)/.installed-scale
+
+install-scale: $(SCALE_STAMP)
+
+$(SCALE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[serve,train,scale]" --group dev
+	touch $(SCALE_STAMP)
 
 db: install
 	$(M3) db start

@@ -18,9 +18,9 @@ from .cluster import LocalCluster  # noqa: E402
 os.environ["RAY_AUTH_MODE"] = "disabled"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster() -> Iterator[LocalCluster]:
-    """A head node and a worker node, started for the session and stopped after it."""
+    """A head node and a worker node, started for these tests and stopped after them (and this driver with them)."""
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="m3-ray-")))
     try:
         cluster.start_head()
