@@ -81,12 +81,15 @@ def test_a_sweep_interrupted_and_resumed_trains_what_one_by_one_does(two_nodes, 
     first.wait()
     finished = {p.parent.name for p in out.glob("tiny/unet/seed-*/final.pt")}
     assert 1 <= len(finished) < len(SEEDS), f"interrupted with {finished} finished"
+    partial = {p.parent.name for p in out.glob("tiny/unet/seed-*/checkpoint.pt")} - finished
 
     second = _sweep(tiny, out, two_nodes.address)
     text, _ = second.communicate(timeout=300)
     assert second.returncode == 0, text
     assert f"{len(SEEDS)} jobs, {len(finished)} finished before, on Ray" in text
     assert text.count(" skipped tiny unet seed ") == len(finished) and "not finished" not in text
+    for folder in partial:  # stopped between checkpoints: the rerun went on from the last one
+        assert "resuming unet seed" in (out / "tiny" / f"train-unet-{folder.split('-')[1]}.out").read_text()
 
     _one_by_one(tiny, tmp_path / "one-by-one")
     for seed in SEEDS:
