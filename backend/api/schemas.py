@@ -306,8 +306,8 @@ class IdentifyResult(BaseModel):
     lon: float
     lat: float
     cell: IdentifyCell
-    prospectivity: float | None = Field(description="Mean ensemble score (null: no value); a relative "
-                                                    "favourability rank, not a calibrated probability")
+    prospectivity: float | None = Field(description="Mean ensemble probability (null: no value), calibrated when "
+                                                    "the model has a calibration; not the chance of a deposit")
     uncertainty: float | None = Field(description="Standard deviation over the evaluations (null: fewer than two)")
     evaluations: int | None = Field(description="How many evaluations hid the cell (null: outside the grid's land)")
     discrepancy: float | None = Field(description="Prospectivity where no record of the commodity exists, inside "

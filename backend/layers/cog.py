@@ -34,10 +34,12 @@ ScoreKind = Literal["prospectivity", "uncertainty", "discrepancy"]
 #: Layer kinds (the keys are LayerKind's values), each with the colormap and value range its tiles are drawn with
 #: by default. Keyed by str: a layer id read from a request or the catalog indexes it.
 LAYER_KINDS: dict[str, LayerStyle] = {
-    "prospectivity": LayerStyle("viridis", (0.0, 1.0), "the model's mean output over the evaluations that hid "
-                                                      "the cell: a relative favourability rank"),
-    "uncertainty": LayerStyle("magma", (0.0, 0.25), "standard deviation over the same evaluations "
-                                                    "(empty where fewer than two hid the cell)"),
+    "prospectivity": LayerStyle("viridis", (0.0, 1.0), "the mean over the evaluations that hid the cell of the "
+                                                      "probability that a survey would record the commodity in "
+                                                      "it (calibrated per commodity when the model has a "
+                                                      "calibration; not the chance of an economic deposit)"),
+    "uncertainty": LayerStyle("magma", (0.0, 0.25), "standard deviation over the same evaluations, across training "
+                                                    "seeds and mask draws (empty where fewer than two hid the cell)"),
     "discrepancy": LayerStyle("inferno", (0.0, 1.0),
                               "prospectivity where no record of the species exists, inside coverage only"),
     "evaluations": LayerStyle("cividis", (0.0, 50.0), "how many evaluations hid the cell (every species with it)"),

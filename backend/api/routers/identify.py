@@ -48,9 +48,10 @@ LIMIT 1
 #: Metres of a degree of latitude, at the least (at the equator), and the slack for EPSG:5070's scale error.
 METRES_PER_DEGREE = 110_574.0
 SCALE_SLACK = 1.05
-NOTE = ("Prospectivity is a relative favourability rank from a model trained on the surveyed states, not a "
-        "calibrated probability of a deposit; discrepancy marks where the model expects a record that the data "
-        "lack (a lead, not a discovery); outside survey coverage an empty cell is unknown, not barren.")
+NOTE = ("Prospectivity is the probability that a survey like those of the surveyed states would record the "
+        "commodity in the cell (calibrated on cross-validated predictions when the model has a calibration), not "
+        "the chance of an economic deposit; discrepancy marks where the model expects a record that the data lack "
+        "(a lead, not a discovery); outside survey coverage an empty cell is unknown, not barren.")
 
 
 def point_cell(src: rasterio.DatasetReader, lon: float, lat: float) -> tuple[int, int] | None:
@@ -131,8 +132,9 @@ def nearest_site(conn: sa.Connection, species: str, lon: float, lat: float) -> t
 
 @router.get("/identify", summary="One commodity's layers at a point's cell, its coverage and the nearest known site",
             response_model=IdentifyResult,
-            responses={200: {"description": "The cell's values (null where a layer has none). Prospectivity is a "
-                                            "relative favourability rank, not a calibrated probability."}})
+            responses={200: {"description": "The cell's values (null where a layer has none). Prospectivity is the "
+                                            "served probability (calibrated when the model has a calibration), "
+                                            "not the chance of an economic deposit."}})
 def identify(
     conn: ConnDep,
     serving: ServingDep,
