@@ -47,7 +47,8 @@ def test_a_retired_option_switched_on_is_an_error(section, key, value):
 
 def test_digests_of_a_recorded_run_are_those_it_was_recorded_with():
     """Protocol stamps and cached scores hash digest_dict: for a run recorded with the retired options, its record."""
-    recorded = yaml.safe_load((ROOT / "runs" / "demo" / "config.yaml").read_text(encoding="utf-8"))
-    digest = digest_dict(load_config(ROOT / "runs" / "demo" / "config.yaml"))
+    old_run = ROOT / "tests" / "fixtures" / "run-before-protocol"
+    recorded = yaml.safe_load((old_run / "config.yaml").read_text(encoding="utf-8"))
+    digest = digest_dict(load_config(old_run / "config.yaml"))
     assert digest.pop("protocol") is None and "protocol" not in recorded  # recorded before that section existed
     assert digest == recorded

@@ -5,10 +5,10 @@ from pathlib import Path
 from model.config import EXPORTED_MODEL, REGIMES
 from model.metrics_file import RunScores, method_runs, read_metrics, seed_name, val_auprc
 
-DEMO = Path(__file__).resolve().parents[2] / "runs" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "run-before-protocol"
 
 
-def test_the_demo_metrics_read_as_typed():
+def test_the_metrics_of_a_run_before_the_protocol_read_as_typed():
     metrics = read_metrics(DEMO / "metrics.json")
     assert metrics is not None
     assert set(metrics["regimes"]) == set(REGIMES)

@@ -16,7 +16,8 @@ def test_a_card_loads_with_or_without_extra_radii(tmp_path, extra):
     raw = json.loads((DEMO / "model.json").read_text(encoding="utf-8"))
     raw["normalisation"] = {k: v for k, v in raw["normalisation"].items() if k != "extra_radii"} | extra
     (tmp_path / "model.json").write_text(json.dumps(raw), encoding="utf-8")
-    shutil.copy(DEMO / "model.onnx", tmp_path / "model.onnx")
+    for onnx in DEMO.glob("model*.onnx"):  # every member of the model
+        shutil.copy(onnx, tmp_path / onnx.name)
     card = load_model_card(tmp_path)
     assert card.species == tuple(raw["species"])
     assert card.raw["normalisation"].get("extra_radii", []) == []
