@@ -60,7 +60,7 @@ export function layerMetaHtml(body) {
   const name = model.name || "model";
   const id = sha && !name.includes(sha) ? `${name} (${sha})` : name;
   const evals = ensemble.evaluations !== undefined
-    ? `${ensemble.evaluations} evaluations${ensemble.masks ? ` (${ensemble.masks} mask rounds)` : ""}` : "";
+    ? `${ensemble.evaluations} evaluations${ensemble.masks ? ` (${ensemble.masks} mask round${ensemble.masks === 1 ? "" : "s"})` : ""}` : "";
   return `Model <b class="model-id">${escapeHtml(id)}</b> · layers v${escapeHtml(body.layer_version)} published ` +
     `<span class="published">${escapeHtml(dateText(body.published_at))}</span>${evals ? ` · <span class="evaluations">${escapeHtml(evals)}</span>` : ""}` +
     ' · <a id="model-card" href="/api/model-card" target="_blank" rel="noopener">model card</a>';
