@@ -64,7 +64,9 @@ def test_controls_are_labelled_and_keyboard_reachable(page_factory):
 
 
 def _tile_responses(watch):
-    return [(s, u) for s, u in watch.responses if "/tiles/WebMercatorQuad/" in u and "tilejson" not in u]
+    """Tiles of the model layers (not of the hillshade or a context layer)."""
+    return [(s, u) for s, u in watch.responses
+            if "/tiles/WebMercatorQuad/" in u and "tilejson" not in u and "/tiles/context/" not in u]
 
 
 def test_tiles_load_and_follow_the_species(page_factory, screenshot):

@@ -148,9 +148,41 @@ def test_infill_on_a_phone_by_touch(browser, live_server, screenshot):
         touch_drag(page, map_point(page, 0.3, 0.35), map_point(page, 0.7, 0.55))
         page.wait_for_selector("#infill-result table", state="attached", timeout=120_000)
         page.wait_for_selector(".leaflet-infill-pane img.leaflet-tile-loaded", timeout=30_000)
+        page.wait_for_selector(".leaflet-infill-sites-pane canvas.leaflet-tile-loaded", timeout=30_000)
         assert "gold" in _site_commodities(watch)
         wait_for_tiles(page)
         screenshot(page, "phone-infill-touch")
+        assert watch.errors == [] and watch.failed == []
+    finally:
+        ctx.close()
+
+
+def test_box_statistics_by_touch_at_desktop_size(browser, live_server):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
+    try:
+        page = ctx.new_page()
+        watch = PageWatch(page, live_server)
+        page.goto(f"{live_server}{MOTHER_LODE}")
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        page.tap("#box-stats")
+        assert page.locator("#panel").is_visible()  # a wide screen keeps the panel open
+        touch_drag(page, map_point(page, 0.4, 0.4), map_point(page, 0.6, 0.6))
+        page.wait_for_selector("#stats table", timeout=30_000)
+        assert drawn_boxes(page) == 1 and watch.errors == []
+    finally:
+        ctx.close()
+
+
+def test_identify_by_tap_on_a_phone(browser, live_server, screenshot):
+    ctx, page, watch = open_phone(browser, live_server, MOTHER_LODE, PageWatch)
+    try:
+        with page.expect_response(lambda r: "/api/identify?" in r.url) as answer:
+            page.touchscreen.tap(*map_point(page, 0.5, 0.5))
+        assert answer.value.status == 200
+        popup = page.wait_for_selector(".identify-popup table", timeout=10_000)
+        assert "Prospectivity" in popup.inner_text() and "Survey coverage" in popup.inner_text()
+        page.wait_for_timeout(500)
+        screenshot(page, "phone-identify-tap")
         assert watch.errors == [] and watch.failed == []
     finally:
         ctx.close()

@@ -1,7 +1,7 @@
 """A scripted tour of the map page at desktop and phone sizes, and the context layers with their provenance.
 
-The tour (z4 CONUS, Nevada at z8, the Mother Lode at z10, an infill) must meet no console error and no failed
-request, and saves a screenshot of each state.
+The tour (z4 CONUS, the West at z5, Nevada at z8, the Mother Lode at z10, an infill) must meet no console error
+and no failed request, and saves a screenshot of each state.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .tools import DESKTOP, map_point, mouse_drag, open_phone, touch_drag, wait_
 
 STOPS = [
     ("z4-conus", "39.5000,-98.5000,4"),
+    ("z5-west", "39.0000,-116.0000,5"),
     ("z8-nevada", "39.3000,-116.8000,8"),
     ("z10-mother-lode", "38.0000,-120.6000,10"),
 ]
