@@ -44,3 +44,19 @@ def two_nodes(ray_cluster: LocalCluster) -> Iterator[LocalCluster]:
         ray_cluster.add_worker(f"worker{len(ray_cluster.nodes)}")
     ray_cluster.wait_for_alive(2)
     yield ray_cluster
+
+
+@pytest.fixture(scope="package")
+def shared(tmp_path_factory):  # noqa: ANN201 (Settings)
+    """A synthetic cube and a model on a path every node reads, and the settings of an ensemble over them."""
+    from .ensembles import write_shared
+
+    return write_shared(tmp_path_factory.mktemp("shared"))
+
+
+@pytest.fixture(scope="package")
+def local(shared):  # noqa: ANN001, ANN201 (Settings -> EnsembleResult)
+    """The local path's result, computed once."""
+    from .ensembles import local_ensemble
+
+    return local_ensemble(shared)
