@@ -64,6 +64,22 @@ def _losses(log: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(fh)]
 
 
+def _wait_until_no_task_runs(timeout: float = 30) -> None:
+    """Wait until no Ray worker process runs a sweep job (Ray names a busy worker ``ray::run_job``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = False
+        for entry in Path("/proc").iterdir():
+            try:
+                busy = busy or (entry / "cmdline").read_bytes().startswith(b"ray::run_job")
+            except OSError:
+                continue
+        if not busy:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the interrupted sweep's tasks still run")
+
+
 def _sweep(config: Path, out: Path, address: str) -> subprocess.Popen:
     return subprocess.Popen([*M3, "sweep", f"{config}:unet:{','.join(map(str, SEEDS))}", "--out", str(out),
                              "--ray", address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -79,6 +95,7 @@ def test_a_sweep_interrupted_and_resumed_trains_what_one_by_one_does(two_nodes, 
     assert first.poll() is None, first.communicate()[0]
     os.killpg(first.pid, signal.SIGKILL)  # the driver is gone: Ray stops its tasks, checkpoints stay
     first.wait()
+    _wait_until_no_task_runs()
     finished = {p.parent.name for p in out.glob("tiny/unet/seed-*/final.pt")}
     assert 1 <= len(finished) < len(SEEDS), f"interrupted with {finished} finished"
     partial = {p.parent.name for p in out.glob("tiny/unet/seed-*/checkpoint.pt")} - finished
