@@ -1,4 +1,4 @@
-"""A two-node Ray cluster (a head and a worker, 1 CPU each) for the scale tests; skipped without Ray."""
+"""A two-node Ray cluster (a head and a worker, 1 CPU each) for the scale tests; those tests skip without Ray."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray", reason="Ray is not installed (the scale extra: pip install -e '.[scale]')")
-
-from .cluster import LocalCluster  # noqa: E402
+from .cluster import LocalCluster
 
 # The test clusters live on this machine for a minute: no token (Ray would otherwise write one to ~/.ray for the
 # first local cluster and ask every later driver for it). The drivers the tests start inherit this.
@@ -21,6 +19,7 @@ os.environ["RAY_AUTH_MODE"] = "disabled"
 @pytest.fixture(scope="package")
 def ray_cluster() -> Iterator[LocalCluster]:
     """A head node and a worker node, started for these tests and stopped after them (and this driver with them)."""
+    pytest.importorskip("ray", reason="Ray is not installed (the scale extra: pip install -e '.[scale]')")
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="m3-ray-")))
     try:
         cluster.start_head()
