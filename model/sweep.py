@@ -50,6 +50,8 @@ class Job:
     arch: str = ""
     seed: int = 0
     unit: str = ""
+    #: Jobs of the list that must finish first: a gated model's experts (its own training would train them too).
+    after: tuple[Job, ...] = ()
 
     @property
     def label(self) -> str:
@@ -130,7 +132,22 @@ def parse_jobs(specs: list[str], out: Path, base: Path) -> tuple[list[Job], dict
         else:
             raise SweepError(f"job spec {spec!r} is neither CONFIG, CONFIG:ARCH[,ARCH]:SEED[,SEED] nor "
                              "protocol:CONFIG:UNIT[,UNIT]")
-    return jobs, configs
+    return _ordered(list(dict.fromkeys(jobs)), configs), configs
+
+
+def _ordered(jobs: list[Job], configs: dict[Path, ExperimentConfig]) -> list[Job]:
+    """The jobs, each gated model after its experts where those are jobs too (they would share their folders)."""
+    from model.config import GATED
+
+    first, then = [], []
+    for job in jobs:
+        spec = configs[job.config].models.get(job.arch) if job.arch else None
+        if spec is None or spec.arch != GATED:
+            first.append(job)
+            continue
+        experts = tuple(j for j in jobs if j.config == job.config and j.seed == job.seed and j.arch in spec.experts)
+        then.append(Job(job.config, job.run, job.arch, job.seed, after=experts))
+    return first + then
 
 
 def _protocol_units(cfg: ExperimentConfig, spec: str, base: Path) -> list[str]:
@@ -184,8 +201,11 @@ def _job_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def run_job(job: Job, base: Path) -> JobResult:
-    """Run one job in this process, as ``m3 train`` or ``m3 protocol --unit`` would (resuming; skipped if done)."""
+def run_job(job: Job, base: Path, *after: JobResult) -> JobResult:
+    """Run one job in this process, as ``m3 train`` or ``m3 protocol --unit`` would (resuming; skipped if done).
+
+    ``after``: the results of the jobs it waited for (on Ray, their tasks' results are passed in).
+    """
     if job.finished():
         return JobResult(job, "skipped")
     import torch
@@ -243,7 +263,10 @@ def run_on_ray(jobs: list[Job], base: Path, address: str, report: Callable[[JobR
                                                         retry_exceptions=False)
         log.info("sweep on Ray: %d jobs, %s CPU and %s GPU each; cluster %s", len(jobs), cpus, gpus,
                  ray.cluster_resources())
-        pending = {task.remote(job, base): job for job in jobs}
+        refs: dict[Job, Any] = {}
+        for job in jobs:  # a job with ``after`` starts once those jobs have ended (they come first in the list)
+            refs[job] = task.remote(job, base, *(refs[j] for j in job.after))
+        pending = {ref: job for job, ref in refs.items()}
         return _collect(ray, pending, report, time.monotonic() + deadline if deadline else None)
     finally:
         if started_here:
