@@ -275,11 +275,9 @@ def infer(
 
 
 def _ensemble_runner(settings: Settings, ray: str | None, actors: int | None, cpus: float):  # noqa: ANN202
-    """The ensemble's runner: this process's :func:`run_ensemble`, or a :class:`RayEnsemble` on a cluster."""
+    """The ensemble's runner: None (run_reinference's own, in this process), or a :class:`RayEnsemble` on a cluster."""
     if ray is None:
-        from backend.inference.ensemble import run_ensemble
-
-        return run_ensemble
+        return None
     import importlib.util
 
     if importlib.util.find_spec("ray") is None:

@@ -61,10 +61,10 @@ def map_evaluator(settings: Settings, model: InferenceEngine, arrays: CubeArrays
 
 def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = None,
                     progress: JobProgress | None = None, model: InferenceEngine | None = None,
-                    runner: Callable[..., EnsembleResult] = run_ensemble) -> int:
+                    runner: Callable[..., EnsembleResult] | None = None) -> int:
     """Evaluate the ensemble over the whole cube and publish a new layer version; returns its number.
 
-    ``runner`` runs the evaluations (:func:`run_ensemble` in this process; ``m3 infer --ray`` passes one
+    ``runner`` runs the evaluations (default :func:`run_ensemble`, in this process; ``m3 infer --ray`` passes one
     that runs them on a Ray cluster, with the same signature and the same result for the same mask seed).
     Files are written to ``layers/.staging-v<N>`` and renamed to ``layers/v<N>`` only when complete; the
     database switches to version N in one transaction with its clusters. If anything fails or the process
@@ -90,7 +90,7 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         masking = training_masking(card)
         schedule = MaskSchedule(arrays.shape, masking, settings.ensemble_masks, settings.ensemble_seed)
         t0 = time.perf_counter()
-        result = runner(
+        result = (runner or run_ensemble)(
             evaluate, card.species, schedule, settings.ensemble_taper_cells,
             progress=lambda d, t: report(0.05 + 0.75 * d / t, f"evaluation {d} of {t}"),
             members=len(model.members),
