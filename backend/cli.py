@@ -223,7 +223,7 @@ def infer(
         "(default M3_ENSEMBLE_SEED, 0)."))] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     ray: Annotated[str | None, typer.Option(help=(
-        "Evaluate on a Ray cluster: its address or 'auto' (scale extra; cube, model on a shared path)."))] = None,
+        "Evaluate on a Ray cluster: address, 'auto' or 'local' (scale extra; cube, model on a shared path)."))] = None,
     ray_actors: Annotated[int | None, typer.Option(min=1, help="Evaluators (default: 1 per GPU, else CPU).")] = None,
     ray_cpus: Annotated[float, typer.Option(min=0.01, help="CPUs of each evaluator on the cluster.")] = 1.0,
 ) -> None:

@@ -99,10 +99,11 @@ class RoundEvaluator:
 class RayEnsemble:
     """:func:`run_ensemble` on a Ray cluster: called with the same arguments, it returns the same result.
 
-    ``address``: a cluster's address (``host:port``, ``ray://host:10001``) or ``auto`` (the cluster this node
-    belongs to, or ``RAY_ADDRESS``). ``actors``: how many evaluators (default: one per GPU of the cluster where
-    it has GPUs, else one per ``cpus_per_actor`` CPUs; never more than the rounds). The cube and model folders
-    of ``settings`` must be paths every node reads (a shared filesystem).
+    ``address``: a cluster's address (``host:port``), ``auto`` (the cluster this node belongs to, or
+    ``RAY_ADDRESS``) or ``local`` (a cluster of this machine, started for the run). ``actors``: how many
+    evaluators (default: one per GPU of the cluster where it has GPUs, else one per ``cpus_per_actor`` CPUs;
+    never more than the rounds). The cube and model folders of ``settings`` must be paths every node reads
+    (a shared filesystem).
     """
 
     settings: Settings
@@ -120,7 +121,8 @@ class RayEnsemble:
 
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            ray.init(address=None if self.address == "local" else self.address, logging_level=logging.WARNING,
+                     log_to_driver=False)
         try:
             total = self._run(ray, schedule, taper, members, progress)
         finally:
