@@ -188,19 +188,21 @@ class _RoundDriver:
         self.nodes: dict[int, str] = {}  # round -> the node that evaluated it
 
     def run(self, actors: int) -> Any:
-        """Fold every round; the reference to the folded sums."""
-        for _ in range(actors):
-            self._add_actor()
-        while self.folded < self.rounds:
-            self._dispatch()
-            self._fold_next()
-            if not self.waiting:
-                raise RuntimeError("the ensemble on Ray has nothing to wait for: a bug")
-            ready, _ = self.ray.wait(list(self.waiting), num_returns=1, fetch_local=False)
-            for marker in ready:
-                self._settle(marker)
-        for actor in self.actors:
-            self.ray.kill(actor, no_restart=True)
+        """Fold every round; the reference to the folded sums. The actors are released at the end, or on an error."""
+        try:
+            for _ in range(actors):
+                self._add_actor()
+            while self.folded < self.rounds:
+                self._dispatch()
+                self._fold_next()
+                if not self.waiting:
+                    raise RuntimeError("the ensemble on Ray has nothing to wait for: a bug")
+                ready, _ = self.ray.wait(list(self.waiting), num_returns=1, fetch_local=False)
+                for marker in ready:
+                    self._settle(marker)
+        finally:
+            for actor in self.actors:
+                self.ray.kill(actor, no_restart=True)
         return self.total
 
     def _add_actor(self) -> None:
