@@ -51,7 +51,8 @@ export function setupIdentify(map, sites, commodity, onError) {
     if (ignored(e.originalEvent) || siteLayers.some((s) => s.layer && s.layer.hit(e.latlng))) return;
     const { id, label } = commodity();
     const lon = ((((e.latlng.lng + 180) % 360) + 360) % 360) - 180;
-    const popup = L.popup({ maxWidth: 360, minWidth: 240, autoPanPadding: [24, 24] })
+    const width = Math.min(360, map.getSize().x - 70); // a phone keeps the whole popup in view
+    const popup = L.popup({ maxWidth: width, minWidth: Math.min(240, width), autoPanPadding: [24, 24] })
       .setLatLng(e.latlng).setContent('<div class="popup identify-popup">Loading…</div>').openOn(map);
     const mine = ++request;
     try {
