@@ -8,6 +8,11 @@ cross-validation fold, in the regime the served map uses (regions hidden). Two f
 - ``beta``: q = sigmoid(a ln p - b ln(1 - p) + c), a, b >= 0 (a species whose fit breaks monotonicity falls
   back to Platt).
 
+Unsurveyed cells are predicted from a context unlike any training patch's (every empty cell around them is
+hidden), so their probabilities get a map of their own, fitted the same way on the leave-one-state-out
+predictions (each state held out in turn, hidden as an unsurveyed state is, scored against its survey
+records), each state a fold.
+
 The form is chosen by cross-fitting: each fold's predictions are calibrated by a map fitted on the other
 folds, and the form with the lower pooled log-loss wins. Nothing is chosen on the cells it is scored on,
 and the sealed test is never read (the protocol's folds exclude it).
@@ -123,8 +128,13 @@ def reliability(folds: list[dict[int, Pairs]], bins: int = 10) -> dict[str, Any]
             "bin_count": count[full].astype(int).tolist(), "log_loss": log_loss(folds)}
 
 
-def choose_and_fit(folds: list[dict[int, Pairs]], species: list[str]) -> dict[str, Any]:
-    """Cross-fit every form, keep the one with the lower log-loss, fit it on every fold: calibration.json."""
+def choose_and_fit(folds: list[dict[int, Pairs]], species: list[str], regime: str = CALIBRATION_REGIME
+                   ) -> dict[str, Any]:
+    """Cross-fit every form, keep the one with the lower log-loss, fit it on every fold: calibration.json.
+
+    ``regime`` names the predictions: a CV regime, or ``held_out`` for the leave-one-state-out predictions
+    (each state a fold), which calibrate the unsurveyed cells.
+    """
     scored = {m: cross_fitted(folds, m) for m in METHODS}
     losses = {m: log_loss(f) for m, f in scored.items()}
     chosen = min(METHODS, key=lambda m: losses[m])
@@ -132,7 +142,7 @@ def choose_and_fit(folds: list[dict[int, Pairs]], species: list[str]) -> dict[st
     log.info("calibration: %s (cross-fitted log-loss %s)", chosen,
              ", ".join(f"{m} {v:.5f}" for m, v in losses.items()))
     return {
-        "method": chosen, "regime": CALIBRATION_REGIME, "folds": len(folds),
+        "method": chosen, "regime": regime, "folds": len(folds),
         "species": {n: {"a": m.a, "b": m.b, "c": m.c} for n, m in maps.items()},
         "cross_fitted_log_loss": {"raw": log_loss(folds), **losses},
         "reliability": {"raw": reliability(folds), **{m: reliability(f) for m, f in scored.items()}},

@@ -141,7 +141,8 @@ def _protocol_report(run: Path, cfg, test: bool, progress: bool) -> None:  # noq
     if fit:
         from model.report import write_json_atomic
 
-        write_json_atomic(fit, run / "calibration.json")
+        unsurveyed = results.get("loso", {}).get("calibration_fit")
+        write_json_atomic(dict(fit, unsurveyed=unsurveyed) if unsurveyed else fit, run / "calibration.json")
         typer.echo(f"wrote {run / 'calibration.json'} ({fit['method']}, fitted on {fit['folds']} folds)")
     typer.echo(f"wrote {run / 'metrics.json'} and {run / 'report.md'}")
 

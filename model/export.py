@@ -79,10 +79,17 @@ def _calibration(run_dir: Path, species: list[str]) -> dict | None:
 
     fit = json.loads(path.read_text(encoding="utf-8"))
     check_roundtrip(fit, species)
-    rel = fit.get("reliability", {})
-    return {"method": fit["method"], "regime": fit["regime"], "folds": fit["folds"], "species": fit["species"],
-            "cross_fitted_log_loss": fit.get("cross_fitted_log_loss"),
-            "ece": {k: v.get("ece") for k, v in rel.items()}}
+
+    def part(f: dict) -> dict:
+        rel = f.get("reliability", {})
+        return {"method": f["method"], "regime": f["regime"], "folds": f["folds"], "species": f["species"],
+                "cross_fitted_log_loss": f.get("cross_fitted_log_loss"),
+                "ece": {k: v.get("ece") for k, v in rel.items()}}
+
+    out = part(fit)
+    if fit.get("unsurveyed"):
+        out["unsurveyed"] = part(fit["unsurveyed"])
+    return out
 
 
 def export_run(exp: Experiment, run_dir: Path) -> dict:

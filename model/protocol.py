@@ -683,6 +683,8 @@ def aggregate_protocol(cfg: ExperimentConfig, species: list[str], out: Path) -> 
     loso_dirs = _stage_dirs(out, "loso-")
     if loso_dirs:
         results["loso"] = _aggregate_loso(cfg, loso_dirs, n_s)
+        if EXPORTED_MODEL in network_names(cfg) and len(loso_dirs) >= 2:
+            results["loso"]["calibration_fit"] = _fit_calibration(cfg, loso_dirs, species, HELD_OUT)
     uns = _stage_dirs(out, "unsurveyed")
     if uns:
         methods = _method_scores(uns, HELD_OUT, n_s, cfg)
@@ -699,13 +701,17 @@ def aggregate_protocol(cfg: ExperimentConfig, species: list[str], out: Path) -> 
     return results
 
 
-def _fit_calibration(cfg: ExperimentConfig, cv_dirs: list[Path], species: list[str]) -> dict:
-    """The exported model's calibration, fitted and chosen on the CV folds' held-out predictions."""
+def _fit_calibration(cfg: ExperimentConfig, dirs: list[Path], species: list[str], regime: str | None = None) -> dict:
+    """The exported model's calibration, fitted and chosen on held-out predictions.
+
+    The CV folds' region-hidden predictions by default, or a stage's own regime (``held_out``: leave one state
+    out, each state a fold).
+    """
     from model.calibration import CALIBRATION_REGIME, choose_and_fit, fold_pairs
 
-    n_s = len(species)
+    n_s, regime = len(species), regime or CALIBRATION_REGIME
     return choose_and_fit(fold_pairs(
-        cv_dirs, lambda d: _method_scores([d], CALIBRATION_REGIME, n_s, cfg)[EXPORTED_MODEL]), species)
+        dirs, lambda d: _method_scores([d], regime, n_s, cfg)[EXPORTED_MODEL]), species, regime)
 
 
 def _calibration(scores: Scores, bins: int = 10) -> dict:

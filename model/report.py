@@ -331,12 +331,19 @@ def _cv_section(cv: dict, n_folds: int) -> list[str]:
 def _calibration_fit_section(fit: dict) -> list[str]:
     """How the served probabilities are calibrated, and how well, cross-fitted over the folds."""
     rel = fit["reliability"]
-    lines = ["### Calibrated probability", "",
-             f"Per species, a monotone map of the UNet's probability fitted on the {fit['regime']}-hidden "
-             f"predictions of the {fit['folds']} folds (`calibration.json`, copied into model.json by `m3 export`; "
-             "the service applies it to every evaluation). Each form is scored by cross-fitting: every fold's "
-             "predictions calibrated by the map fitted on the other folds. The form with the lower log-loss is "
-             f"kept: **{fit['method']}**.", "",
+    if fit["regime"] == "held_out":
+        title, what = ("### Calibrated probability outside the surveyed states",
+                       f"the held-out predictions of the {fit['folds']} states (each state a fold); the service "
+                       "applies it to the cells outside the surveyed states")
+    else:
+        title, what = ("### Calibrated probability",
+                       f"the {fit['regime']}-hidden predictions of the {fit['folds']} folds; the service applies "
+                       "it to the cells inside the surveyed states")
+    lines = [title, "",
+             f"Per species, a monotone map of the UNet's probability fitted on {what} (`calibration.json`, copied "
+             "into model.json by `m3 export`, applied to every evaluation). Each form is scored by cross-fitting: "
+             "every fold's predictions calibrated by the map fitted on the other folds. The form with the lower "
+             f"log-loss is kept: **{fit['method']}**.", "",
              "| predictions | log-loss | ECE |", "|---|---|---|"]
     for name, r in rel.items():
         label = "raw" if name == "raw" else f"{name}, cross-fitted"
@@ -372,7 +379,8 @@ def _loso_section(loso: dict) -> list[str]:
                      + f" | {_num(loso['mean'][m])} | {_interval(loso['compare'].get(m))} | "
                      + (f"{loso['states_ahead'][m]} of {len(states)}" if m in loso["states_ahead"] else "—")
                      + " |")
-    return lines + ["", _seed_note(loso["seeds"]), ""]
+    lines += ["", _seed_note(loso["seeds"]), ""]
+    return lines + (_calibration_fit_section(loso["calibration_fit"]) if loso.get("calibration_fit") else [])
 
 
 def _unsurveyed_section(uns: dict) -> list[str]:

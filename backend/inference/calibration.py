@@ -55,11 +55,16 @@ class SpeciesMap:
 
 @dataclass(frozen=True)
 class Calibration:
-    """The calibration of every species a model predicts, in the model's species order."""
+    """The calibration of every species a model predicts, in the model's species order.
+
+    ``unsurveyed``, when present, is the map of the cells outside the surveyed states (fitted on the
+    leave-one-state-out predictions); the surveyed cells, and every cell without it, take ``maps``.
+    """
 
     method: str
     maps: tuple[SpeciesMap, ...]
     info: dict[str, Any]
+    unsurveyed: Calibration | None = None
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None, species: tuple[str, ...]) -> Calibration | None:
@@ -81,12 +86,23 @@ class Calibration:
                 raise CalibrationError(f"calibration.species.{name}: a, b must be >= 0 with a + b > 0 (increasing) "
                                        f"and every value finite; got {entry!r}")
             maps.append(m)
-        return cls(str(raw.get("method", "")), tuple(maps), {k: v for k, v in raw.items() if k != "species"})
+        outside = cls.parse(raw["unsurveyed"], species) if raw.get("unsurveyed") else None
+        info = {k: v for k, v in raw.items() if k not in ("species", "unsurveyed")}
+        return cls(str(raw.get("method", "")), tuple(maps), info, outside)
 
-    def apply(self, prob: np.ndarray) -> np.ndarray:
-        """Calibrate probabilities [S, H, W] species by species, in place; returns ``prob``."""
+    def apply(self, prob: np.ndarray, surveyed: np.ndarray | None = None) -> np.ndarray:
+        """Calibrate probabilities [S, H, W] species by species, in place; returns ``prob``.
+
+        With ``surveyed`` ([H, W] bool) and an unsurveyed map, cells outside the surveyed states take that map.
+        """
         if prob.dtype != np.float32 or not prob.flags.writeable:
             prob = np.array(prob, dtype=np.float32)
+        outside = None
+        if self.unsurveyed is not None and surveyed is not None and not surveyed.all():
+            outside = ~np.asarray(surveyed, dtype=bool)
         for s, m in enumerate(self.maps):
+            away = self.unsurveyed.maps[s].apply(prob[s][outside]) if outside is not None and self.unsurveyed else None
             m.apply(prob[s], out=prob[s])
+            if away is not None:
+                prob[s][outside] = away
         return prob

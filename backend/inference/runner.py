@@ -87,7 +87,7 @@ class MapEvaluator:
         """
         calibration = self.engine.card.calibration
         prob = self._raw(hidden, shift, member % len(self.engine.members))
-        return calibration.apply(prob) if calibration is not None else prob
+        return calibration.apply(prob, self.arrays.coverage) if calibration is not None else prob
 
     def _raw(self, hidden: np.ndarray, shift: int, member: int) -> np.ndarray:
         """One member's own probabilities for one hide mask (before calibration)."""

@@ -61,3 +61,11 @@ def test_a_species_without_positives_keeps_its_probabilities() -> None:
     m = fit_species(p, np.zeros(100, dtype=np.uint8), "beta")
     np.testing.assert_allclose(m.apply(p), p, atol=1e-5)
     assert reliability([{0: (p, np.zeros(100, dtype=np.uint8))}])["ece"] > 0
+
+
+def test_the_regime_is_recorded_and_the_service_reads_an_unsurveyed_part() -> None:
+    inside = choose_and_fit(_folds(n=4000), ["gold", "zinc"])
+    states = choose_and_fit(_folds(seed=1, n=4000, k=3), ["gold", "zinc"], regime="held_out")
+    assert inside["regime"] == "region" and states["regime"] == "held_out" and states["folds"] == 3
+    cal = calibration.check_roundtrip(dict(inside, unsurveyed=states), ["gold", "zinc"])
+    assert cal.unsurveyed is not None and cal.unsurveyed.info["regime"] == "held_out"

@@ -74,3 +74,19 @@ def test_the_evaluator_serves_calibrated_probabilities(tmp_path: Path) -> None:
     (folder / "model.json").write_text(json.dumps(dict(card, calibration={"species": {"gold": maps["gold"]}})))
     with pytest.raises(ModelContractError, match="must map every species"):
         load_model_card(folder)
+
+
+def test_unsurveyed_cells_take_their_own_map() -> None:
+    raw = {"method": "platt", "species": {"gold": {"a": 1.0, "b": 1.0, "c": 0.0}},
+           "unsurveyed": {"method": "beta", "species": {"gold": {"a": 0.5, "b": 1.5, "c": -3.0}}}}
+    cal = Calibration.parse(raw, ("gold",))
+    assert cal is not None and cal.unsurveyed is not None
+    prob = np.random.default_rng(0).random((1, 6, 8)).astype(np.float32)
+    surveyed = np.zeros((6, 8), dtype=bool)
+    surveyed[:, :4] = True
+    before = prob.copy()
+    out = cal.apply(prob, surveyed)
+    np.testing.assert_allclose(out[0][surveyed], before[0][surveyed], atol=1e-5)  # the identity inside
+    np.testing.assert_allclose(out[0][~surveyed], SpeciesMap(0.5, 1.5, -3.0).apply(before[0][~surveyed]), atol=1e-6)
+    # without a coverage mask every cell takes the surveyed map
+    np.testing.assert_allclose(cal.apply(before.copy()), before, atol=1e-5)
