@@ -88,7 +88,9 @@ def test_every_file_and_band_is_written(built: tuple[Path, Path, SiteTable], wes
             assert list(ds.descriptions) == [b["name"] for b in manifest["files"][name]["bands"]]
     assert manifest["species"] == ["gold", "silver"]
     covariates = [b["name"] for b in manifest["files"]["covariates.tif"]["bands"]]
-    assert covariates == ["elevation", "slope", "roughness", "gravity_disturbance", "geoid", "ramp"]
+    derived = ["bouguer_anomaly", "bouguer_residual_50km", "bouguer_residual_100km", "bouguer_residual_200km",
+               "bouguer_gradient", "slope_4cells", "slope_16cells", "roughness_4cells", "roughness_16cells"]
+    assert covariates == ["elevation", "slope", "roughness", "gravity_disturbance", "geoid", *derived, "ramp"]
     assert manifest["inputs"]["covariate:ramp"]["sha256"]
     assert manifest["inputs"]["sites"]["rows"] == 301
     assert manifest["coverage_rule"]["covered_states"] == ["CA"]

@@ -30,7 +30,7 @@ def test_identify_reads_the_cell_and_the_nearest_site(serve_client, published):
     to_5070 = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True)
     expected = math.dist(to_5070.transform(lon, lat), to_5070.transform(gold[2], gold[3]))
     assert abs(body["nearest_distance_m"] - expected) <= 1
-    assert "not a calibrated probability" in body["note"]
+    assert "not the chance of an economic deposit" in body["note"]
     # the same cell through the prospectivity box statistics
     box = f"{lon},{lat},{lon + 1e-5},{lat + 1e-5}"
     stats = serve_client.get("/api/prospectivity", params={"bbox": box, "species": "gold"}).json()
