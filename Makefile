@@ -13,7 +13,7 @@ BUNDLED := data/raw/minmod/usgs_mrds_california.tar.xz data/raw/minmod
 
 demo: system install frontend db ingest cube layers serve
 
-test: system-test install install-scale frontend db lint typecheck pytest evaluate-quick
+test: system-test install frontend db lint typecheck pytest evaluate-quick
 
 system:
 	@scripts/system-packages.sh demo
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[serve,train]" --group dev
 	touch $(STAMP)
 
-# The tests also install the scale extra (Ray: tests/scale runs a two-node cluster); make demo does not.
+# The scale extra (Ray) for tests/scale's two-node cluster: CI (.ci/run) installs it; make demo and make test do not.
 SCALE_STAMP := $(VENV)/.installed-scale
 
 install-scale: $(SCALE_STAMP)

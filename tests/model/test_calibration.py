@@ -9,8 +9,10 @@ from model.calibration import choose_and_fit, cross_fitted, fit_species, reliabi
 
 
 def _folds(seed: int = 0, n: int = 20_000, k: int = 4) -> list[dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """Over-confident predictions: the truth is sigmoid(0.5 logit(p) - 1.5), as a model trained with a positive
-    weight and a high base rate would give."""
+    """Over-confident predictions: the truth is sigmoid(0.5 logit(p) - 1.5).
+
+    A model trained with a positive weight and a high base rate gives such predictions.
+    """
     rng = np.random.default_rng(seed)
     folds = []
     for _ in range(k):
