@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import socket
 import subprocess
@@ -43,6 +42,9 @@ from urllib.parse import urlsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import cpu_model  # noqa: E402
 
 #: Rules beyond JSON Schema, per operation (the reason a schema-valid request may get 422 or 413 there).
 SEMANTIC_RULES = {
@@ -166,17 +168,6 @@ def fuzz(base: str, requests: int, seed: int = 0, admin_token: str | None = None
     }
 
 
-def _cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (the platform's machine name elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -247,7 +238,7 @@ def main() -> int:
             proc.terminate()
             proc.wait(15)
     print_summary(summary)
-    summary["machine"] = f"{_cpu_model()}, {os.cpu_count()} cores"
+    summary["machine"] = f"{cpu_model()}, {os.cpu_count()} cores"
     summary["load_average"] = [round(v, 2) for v in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")

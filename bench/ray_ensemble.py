@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,17 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from machine import cpu_model  # noqa: E402
 
 
 def main() -> None:
@@ -112,7 +103,7 @@ def main() -> None:
                           and np.array_equal(local.std, results[0].std, equal_nan=True))
     one, two = statistics.median(times[1]), statistics.median(times[2])
     report = {
-        "bench": "ray_ensemble", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "cores": os.cpu_count(),
+        "bench": "ray_ensemble", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "cores": os.cpu_count(),
         "load_1min_before": round(load, 2), "ray": ray.__version__,
         "grid": [args.rows, args.cols], "model": {"width": args.width, "layers": args.layers, "kernel": 5},
         "masks": args.masks, "evaluations": len(schedule), "repeats": args.repeats,

@@ -12,8 +12,6 @@ from the visible layers themselves (``model/networks.py``, ``model/tabular.py``)
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from scipy import ndimage
 
 from backend.cube.covariates import Covariate, resample, slope_degrees
 from backend.cube.grid import Grid
+from backend.cube.shipped import timed
 from backend.cube.sources import (
     EIGEN_GRAVITY_10,
     ETOPO1_TOPOGRAPHY_10,
@@ -180,17 +179,6 @@ def roughness_at_scale(elevation: np.ndarray, radius: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- covariates
 
 
-def _timed(label: str, timings: dict[str, float] | None, fn: Callable[[], np.ndarray]) -> np.ndarray:
-    """Run ``fn`` and log (and record) how long it took."""
-    t0 = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - t0
-    log.info("%s: %.2f s", label, seconds)
-    if timings is not None:
-        timings[label] = seconds
-    return result
-
-
 def bouguer_on_grid(data_dir: Path, grid: Grid) -> np.ndarray:
     """The Bouguer anomaly (mGal) computed on the 10 arc-minute nodes, then resampled onto the grid (cubic)."""
     files = derived_inputs(data_dir)
@@ -217,11 +205,11 @@ def _gravity_covariates(bouguer: np.ndarray, grid: Grid, inputs: tuple[str, ...]
                 "on the 10 arc-minute nodes, then cubic")]
     for km in RESIDUAL_SCALES_KM:
         sigma = km * 1000.0 / grid.cell
-        data = _timed(f"derive bouguer_residual_{km}km", timings, partial(highpass_residual, bouguer, sigma))
+        data = timed(f"derive bouguer_residual_{km}km", timings, partial(highpass_residual, bouguer, sigma))
         out.append(make(f"bouguer_residual_{km}km", data, "mGal",
                         f"Bouguer anomaly minus its Gaussian-smoothed regional field (sigma {km} km, NaN-aware)"))
     sigma = GRADIENT_SIGMA_KM * 1000.0 / grid.cell
-    grad = _timed("derive bouguer_gradient", timings, lambda: gradient_magnitude(bouguer, grid.cell, sigma))
+    grad = timed("derive bouguer_gradient", timings, lambda: gradient_magnitude(bouguer, grid.cell, sigma))
     out.append(make("bouguer_gradient", grad, "mGal/km",
                     f"horizontal-gradient magnitude of the Bouguer anomaly smoothed with sigma {GRADIENT_SIGMA_KM:g} "
                     "km (central differences on the grid)"))
@@ -234,12 +222,12 @@ def _terrain_covariates(elevation: np.ndarray, grid: Grid, inputs: tuple[str, ..
     slopes, roughs = [], []
     for n in TERRAIN_SCALES:
         km = n * grid.cell / 1000.0
-        slope = _timed(f"derive slope_{n}cells", timings, partial(slope_at_scale, elevation, grid.cell, n))
+        slope = timed(f"derive slope_{n}cells", timings, partial(slope_at_scale, elevation, grid.cell, n))
         slopes.append(Covariate(
             f"slope_{n}cells", slope, "degree",
             f"slope of the elevation smoothed with a Gaussian of sigma {n} cells ({km:.1f} km), central differences",
             "derived", inputs, robust=True, source=TERRAIN_SOURCE, licence=TERRAIN_LICENCE))
-        rough = _timed(f"derive roughness_{n}cells", timings, partial(roughness_at_scale, elevation, n))
+        rough = timed(f"derive roughness_{n}cells", timings, partial(roughness_at_scale, elevation, n))
         roughs.append(Covariate(
             f"roughness_{n}cells", rough, "m",
             f"max - min elevation in the {2 * n + 1}x{2 * n + 1} cell window (radius {km:.1f} km), missing "
@@ -254,7 +242,7 @@ def derived_covariates(data_dir: Path, grid: Grid, elevation: np.ndarray,
     ``elevation`` is the cube's resampled elevation (the shipped ``elevation`` band, metres).
     """
     files = derived_inputs(data_dir)
-    bouguer = _timed("derive bouguer_anomaly", timings, lambda: bouguer_on_grid(data_dir, grid))
+    bouguer = timed("derive bouguer_anomaly", timings, lambda: bouguer_on_grid(data_dir, grid))
     gravity_inputs = (str(files["derived:gravity_10arcmin"]), str(files["derived:topography_10arcmin"]))
     layers = _gravity_covariates(bouguer, grid, gravity_inputs, timings)
     layers += _terrain_covariates(elevation, grid, (str(data_dir / PVLIB_ALTITUDE),), timings)

@@ -36,7 +36,7 @@ def shipped_inputs(data_dir: Path) -> dict[str, Path]:
     }
 
 
-def _timed(label: str, timings: dict[str, float] | None, fn: Callable[[], np.ndarray]) -> np.ndarray:
+def timed(label: str, timings: dict[str, float] | None, fn: Callable[[], np.ndarray]) -> np.ndarray:
     """Run ``fn`` and log (and record) how long it took."""
     t0 = time.perf_counter()
     result = fn()
@@ -55,19 +55,19 @@ def shipped_covariates(data_dir: Path, grid: Grid, timings: dict[str, float] | N
     grid itself. Gravity disturbance and geoid come from the 0.5 degree EIGEN-6C4 grids (bilinear).
     """
     files = shipped_inputs(data_dir)
-    elev = _timed(
+    elev = timed(
         "resample elevation",
         timings,
         lambda: resample(read_pvlib_altitude(files["elevation"]), grid, Resampling.cubic),
     )
-    slope = _timed("derive slope", timings, lambda: slope_degrees(elev, grid.cell))
-    rough = _timed("derive roughness", timings, lambda: roughness(elev))
-    grav = _timed(
+    slope = timed("derive slope", timings, lambda: slope_degrees(elev, grid.cell))
+    rough = timed("derive roughness", timings, lambda: roughness(elev))
+    grav = timed(
         "resample gravity_disturbance",
         timings,
         lambda: resample(read_gravity_disturbance(files["gravity_disturbance"]), grid, Resampling.bilinear),
     )
-    geoid = _timed("resample geoid", timings, lambda: resample(read_geoid(files["geoid"]), grid, Resampling.bilinear))
+    geoid = timed("resample geoid", timings, lambda: resample(read_geoid(files["geoid"]), grid, Resampling.bilinear))
     elev_in = (str(files["elevation"]),)
     return [
         Covariate("elevation", elev, "m", "surface elevation (pvlib Altitude.h5, 5 arcmin)", "cubic", elev_in),
