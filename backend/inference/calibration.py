@@ -97,11 +97,10 @@ class Calibration:
         """
         if prob.dtype != np.float32 or not prob.flags.writeable:
             prob = np.array(prob, dtype=np.float32)
-        outside = None
-        if self.unsurveyed is not None and surveyed is not None and not surveyed.all():
-            outside = ~np.asarray(surveyed, dtype=bool)
+        split = self.unsurveyed is not None and surveyed is not None and not surveyed.all()
+        outside = ~np.asarray(surveyed, dtype=bool) if split else None
         for s, m in enumerate(self.maps):
-            away = self.unsurveyed.maps[s].apply(prob[s][outside]) if outside is not None and self.unsurveyed else None
+            away = self.unsurveyed.maps[s].apply(prob[s][outside]) if self.unsurveyed and split else None
             m.apply(prob[s], out=prob[s])
             if away is not None:
                 prob[s][outside] = away

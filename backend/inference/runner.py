@@ -54,15 +54,18 @@ class MapEvaluator:
         self.batch = batch
         self.whole = whole
         self.margin = margin
-        self.resident: DeviceMapRunner | None = None
-        self.residents: list[DeviceMapRunner] = []
+        self.residents: list[DeviceMapRunner] = []  # one device-resident runner per member, when used
         if whole and (engine.on_gpu if resident is None else resident) and device_map.supported(engine.card):
             self.residents = [DeviceMapRunner(m, arrays) for m in engine.members]
-            self.resident = self.residents[0]
         self.pool = ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1),
                                        thread_name_prefix="m3-inputs")
         self._inputs: np.ndarray | None = None   # [C, H, W], a view into _padded when whole
         self._padded: np.ndarray | None = None   # [1, C, Hp, Wp] for whole-map calls
+
+    @property
+    def resident(self) -> DeviceMapRunner | None:
+        """The first member's device-resident runner (None: inputs are assembled on the host)."""
+        return self.residents[0] if self.residents else None
 
     def _allocate(self, hidden: np.ndarray) -> np.ndarray:
         card = self.engine.card
@@ -102,7 +105,7 @@ class MapEvaluator:
                             self.window)
                 for runner in self.residents:
                     runner.close()  # give their GPU memory back before the windows need some
-                self.whole, self.resident, self.residents, self._inputs, self._padded = False, None, [], None, None
+                self.whole, self.residents, self._inputs, self._padded = False, [], None, None
         card = self.engine.card
         inputs = self._fill(hidden)
         return sliding_predict(self.engine.members[member].predict, inputs, len(card.species), self.window,
@@ -132,4 +135,4 @@ class MapEvaluator:
         self._inputs = self._padded = None
         for runner in self.residents:
             runner.close()
-        self.resident, self.residents = None, []
+        self.residents = []
