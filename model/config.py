@@ -58,6 +58,10 @@ class MaskConfig:
     region_fraction: float = 0.5
     region_min_cells: int = 8
     region_max_cells: int = 64
+    #: The share of region-regime masks that hide the whole patch, every species and every cell: the view of a
+    #: state without survey records, where only the covariates (and the coverage channel) are left to read.
+    #: 0 never draws it (and draws no random number for it, so earlier configurations train as before).
+    whole_patch: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ RETIRED_OPTIONS: dict[str, dict[str, Any]] = {
 
 #: Options added after protocol folders and caches were stamped, at the value that keeps the old behaviour:
 #: a configuration with them at that value has the digest it had before they existed.
-ADDED_OPTIONS: dict[str, dict[str, Any]] = {"data": {"unsurveyed": "absent"}}
+ADDED_OPTIONS: dict[str, dict[str, Any]] = {"data": {"unsurveyed": "absent"}, "masking": {"whole_patch": 0.0}}
 
 
 def _drop_retired(cls: type, raw: dict[str, Any], where: str) -> dict[str, Any]:

@@ -16,6 +16,8 @@ class MaskGenerator:
         weights = np.asarray(cfg.regime_weights, dtype=float)
         if weights.shape != (3,) or weights.sum() <= 0:
             raise ValueError(f"masking.regime_weights must be three non-negative weights for {REGIMES}")
+        if not 0.0 <= cfg.whole_patch <= 1.0:
+            raise ValueError(f"masking.whole_patch must be a share in [0, 1]; got {cfg.whole_patch}")
         self.regime_p = weights / weights.sum()
 
     def hidden_species(self, rng: np.random.Generator, fraction: float | None = None) -> np.ndarray:
@@ -50,7 +52,9 @@ class MaskGenerator:
             hidden[self.hidden_species(rng)] = True
         elif regime == "mixed":
             hidden[self.hidden_species(rng, self.cfg.mixed_species_fraction)] = True
-        if regime in REGION_REGIMES:
+        if regime == "region" and self.cfg.whole_patch > 0 and rng.random() < self.cfg.whole_patch:
+            hidden[:] = True  # nothing visible: the patch reads as a state without records
+        elif regime in REGION_REGIMES:
             hidden |= self.hidden_region(rng, shape)[None]
         return regime, hidden
 

@@ -40,7 +40,7 @@ def build(
         typer.Option(
             "--derived-covariates/--no-derived-covariates",
             help="Add the derived covariates (Bouguer anomaly, its residuals and gradient, multi-scale slope and "
-            "roughness); default: the M3_CUBE_DERIVED_COVARIATES setting (off).",
+            "roughness); default: the M3_CUBE_DERIVED_COVARIATES setting (on).",
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,

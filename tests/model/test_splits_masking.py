@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from model.config import MaskConfig, config_from_dict
+from model.config import MaskConfig, config_from_dict, digest_dict
 from model.masking import MaskGenerator, evaluation_masks
 from model.splits import BUFFER, CONTEXT, TEST, TRAIN, VAL, make_block_split
 
@@ -103,3 +103,24 @@ def test_evaluation_masks_can_hide_rectangles_inside_the_block():
         assert hidden[partial][:, ~core].sum() == 0
     with pytest.raises(ValueError, match="need the training mask generator"):
         evaluation_masks("region", core, 3, rng, None, draws=2)
+
+
+def test_whole_patch_share_of_region_masks_hides_everything():
+    gen = MaskGenerator(MaskConfig(regime_weights=(0, 1, 0), region_fraction=0.3, region_max_cells=10,
+                                   whole_patch=0.4), n_species=4)
+    rng = np.random.default_rng(3)
+    whole = [gen.sample(rng, (40, 40))[1].all() for _ in range(500)]
+    assert 0.33 < np.mean(whole) < 0.47  # about whole_patch of the region masks
+    mixed = MaskGenerator(MaskConfig(regime_weights=(0, 0, 1), species_fraction=0.2, region_fraction=0.3,
+                                     region_max_cells=10, whole_patch=1.0), n_species=6)
+    assert not any(mixed.sample(rng, (40, 40))[1].all() for _ in range(50))  # the mixed regime keeps its shapes
+    with pytest.raises(ValueError, match="whole_patch"):
+        MaskGenerator(MaskConfig(whole_patch=1.5), n_species=4)
+
+
+def test_whole_patch_off_keeps_earlier_digests():
+    """A configuration that does not set whole_patch keeps the digest it had before the option existed."""
+    plain = config_from_dict({"name": "x", "models": {"unet": {}}})
+    whole = config_from_dict({"name": "x", "models": {"unet": {}}, "masking": {"whole_patch": 0.3}})
+    assert "whole_patch" not in digest_dict(plain)["masking"]
+    assert digest_dict(whole)["masking"]["whole_patch"] == 0.3

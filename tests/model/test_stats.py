@@ -39,6 +39,26 @@ def test_binned_ap_matches_exact_ap_on_the_full_sample():
     assert weighted_mean_auprc(us, np.ones((1, 40)), bins=10**6)[0] == pytest.approx(exact, abs=1e-9)
 
 
+def test_resampled_ap_is_exact_for_rare_positives_ranked_near_the_top():
+    """Half a million cells, 30 positives among the top few thousand: the unit-bootstrap AP of the full sample is
+    the point AP, and the paired interval holds the point difference."""
+    rng = np.random.default_rng(5)
+    cells, n_units = 500_000, 12
+    units = [rng.integers(0, n_units, cells)]
+    labels = [np.zeros(cells, dtype=np.uint8)]
+    labels[0][rng.choice(cells, 30, replace=False)] = 1
+    sharp = rng.random(cells)
+    sharp[labels[0] > 0] = 1 + rng.random(30) * 0.01  # the positives ranked first, interleaved with a few
+    sharp[rng.choice(cells, 200, replace=False)] = 1 + rng.random(200) * 0.01
+    a = UnitScores([sharp], labels, units, n_units)
+    b = UnitScores([rng.random(cells)], labels, units, n_units)
+    exact = mean_auprc_point(a)
+    assert weighted_mean_auprc(a, np.ones((1, n_units)))[0] == pytest.approx(exact, rel=1e-6)  # float32 sums
+    assert weighted_mean_auprc(a, np.ones((1, n_units)), bins=2048)[0] < 0.9 * exact  # binned: biased low
+    c = paired_bootstrap({"a": a, "b": b}, "a", n_resamples=300, seed=0)["b"]
+    assert c.lo <= c.diff <= c.hi and c.verdict == "ahead"
+
+
 def test_weights_count_cells_of_drawn_units():
     """A unit drawn twice counts like its cells duplicated; one not drawn like its cells removed."""
     rng = np.random.default_rng(1)
