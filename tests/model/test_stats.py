@@ -40,8 +40,10 @@ def test_binned_ap_matches_exact_ap_on_the_full_sample():
 
 
 def test_resampled_ap_is_exact_for_rare_positives_ranked_near_the_top():
-    """Half a million cells, 30 positives among the top few thousand: the unit-bootstrap AP of the full sample is
-    the point AP, and the paired interval holds the point difference."""
+    """Half a million cells, 30 positives among the top few hundred: resamples' AP is exact.
+
+    The unit-bootstrap AP of the full sample is the point AP, and the paired interval holds the point difference.
+    """
     rng = np.random.default_rng(5)
     cells, n_units = 500_000, 12
     units = [rng.integers(0, n_units, cells)]
