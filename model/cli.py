@@ -77,12 +77,15 @@ def _open_run(run: Path):  # noqa: ANN202 (returns model.train.Experiment, impor
 def evaluate(
     run: Annotated[Path, typer.Option(help="Run folder written by m3 train.")],
     test: Annotated[bool, typer.Option("--test", help="Score the sealed test blocks (protocol runs; logged).")] = False,
+    against: Annotated[Path | None, typer.Option(
+        help="Another protocol run on the same folds: the report compares the two runs' ResNet-UNets.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Score the run and write metrics.json, report.md and plots.
 
     With a protocol section: the report of `m3 protocol` (cross-validation, leave-one-state-out,
     unsurveyed states), and with --test the sealed test, each scoring logged in the run's test_log.csv.
+    With --against, the exported model against another protocol run's, paired on the same folds.
     Without one: every trained model and the baselines on the run's validation and test blocks.
     """
     import torch
@@ -93,8 +96,10 @@ def evaluate(
     exp = _open_run(run)
     torch.set_num_threads(exp.cfg.train.threads)
     if exp.cfg.protocol is not None:
-        _protocol_report(run, exp.cfg, test, progress)
+        _protocol_report(run, exp.cfg, test, progress, against)
         return
+    if against is not None:
+        _fail(f"{run}: --against compares protocol runs; this run's configuration has no protocol section")
     if test:
         _fail(f"{run}: --test needs a protocol section in the run's configuration")
     metrics = evaluate_run(exp, run, progress=progress)
@@ -116,13 +121,19 @@ def _protocol_cube(cfg):  # noqa: ANN001, ANN202 (ExperimentConfig -> CubeArrays
     return load_cube(cube_dir, list(cfg.data.species) if cfg.data.species else None, None)
 
 
-def _protocol_report(run: Path, cfg, test: bool, progress: bool) -> None:  # noqa: ANN001 (ExperimentConfig)
+def _protocol_report(run: Path, cfg, test: bool, progress: bool,  # noqa: ANN001 (ExperimentConfig)
+                     against: Path | None = None) -> None:
     """Aggregate a protocol run's folds (and, with ``test``, score the sealed test); write the report."""
-    from model.protocol import aggregate_protocol, score_test, test_scorings
+    from model.protocol import against_run, aggregate_protocol, score_test, test_scorings
     from model.report import write_protocol_report
 
     cube = _protocol_cube(cfg)
     results = aggregate_protocol(cfg, cube.species, run / "protocol")
+    if against is not None:
+        try:
+            results["against"] = against_run(cfg, cube.species, run / "protocol", results, against)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
     if test:
         done = len(test_scorings(run))
         if done >= cfg.protocol.max_test_scorings:

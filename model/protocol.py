@@ -701,6 +701,78 @@ def aggregate_protocol(cfg: ExperimentConfig, species: list[str], out: Path) -> 
     return results
 
 
+#: The other run's exported model in a comparison of two runs (:func:`against_run`).
+AGAINST = "other"
+
+
+def against_run(cfg: ExperimentConfig, species: list[str], out: Path, results: dict, other: Path) -> dict:
+    """The run's exported model against another protocol run's, on the same folds: paired 95% intervals.
+
+    ``out`` is this run's protocol folder and ``results`` its aggregate (:func:`aggregate_protocol`); ``other``
+    is the other run's folder (``m3 evaluate`` wrote its metrics.json). Leave-one-state-out pairs the states
+    (each run's per-state mean AUPRC); cross-validation and the unsurveyed check pair the blocks or states of
+    the pooled scores, and need the other run's score files on disk (a stage without them is left out, and
+    ``missing`` says so). Both runs must have the same folds, sealed blocks and held-out states.
+    """
+    from model.config import load_config
+    from model.stats import paired_bootstrap_units
+
+    assert cfg.protocol is not None
+    theirs = other / "protocol"
+    metrics_path = other / "metrics.json"
+    for path in (theirs / "folds.json", metrics_path, other / "config.yaml"):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: --against takes a protocol run that m3 evaluate has reported")
+    if (theirs / "folds.json").read_bytes() != (out / "folds.json").read_bytes():
+        raise ValueError(f"{other} was run on other folds or sealed blocks than this run: the two do not pair")
+    other_cfg = load_config(other / "config.yaml")
+    their_results = json.loads(metrics_path.read_text(encoding="utf-8")).get("protocol", {})
+    n_s = len(species)
+    found: dict[str, Any] = {"run": str(other), "name": other_cfg.name, "missing": []}
+
+    loso, their_loso = results.get("loso"), their_results.get("loso")
+    if loso and their_loso:
+        states = [s for s in loso["states"] if EXPORTED_MODEL in their_loso["per_state"].get(s, {})]
+        if states != loso["states"]:
+            raise ValueError(f"{other} holds out other states ({', '.join(their_loso['states'])}) than this run "
+                             f"({', '.join(loso['states'])})")
+        values = {EXPORTED_MODEL: np.array([loso["per_state"][s][EXPORTED_MODEL] for s in states]),
+                  AGAINST: np.array([their_loso["per_state"][s][EXPORTED_MODEL] for s in states])}
+        comp = paired_bootstrap_units(values, EXPORTED_MODEL, n_resamples=cfg.protocol.bootstrap, seed=cfg.eval.seed)
+        found["loso"] = {"states": states,
+                         "per_state": {s: {"this": float(values[EXPORTED_MODEL][i]), "other": float(values[AGAINST][i])}
+                                       for i, s in enumerate(states)},
+                         "compare": comp[AGAINST].as_dict(),
+                         "states_ahead": int(np.sum(values[EXPORTED_MODEL] > values[AGAINST]))}
+
+    def pooled(stage: str, regimes: list[str]) -> dict | None:
+        mine = _stage_dirs(out, stage)
+        their = [theirs / d.name for d in mine]
+        files = [d / "scores" / f"{EXPORTED_MODEL}-seed-{s}-{r}.npz" for d in their for r in regimes
+                 for s in other_cfg.train.seeds]
+        if not mine or any(not f.is_file() for f in files):
+            found["missing"].append(stage.rstrip("-"))
+            return None
+        table = {}
+        for regime in regimes:
+            pair = {EXPORTED_MODEL: _method_scores(mine, regime, n_s, cfg)[EXPORTED_MODEL],
+                    AGAINST: _method_scores(their, regime, n_s, other_cfg)[EXPORTED_MODEL]}
+            table[regime] = {"compare": _compare(cfg, pair, EXPORTED_MODEL)[AGAINST]}
+            if regime == HELD_OUT:
+                table[regime]["compare_top10"] = _compare_success(cfg, pair, EXPORTED_MODEL, 0.1)[AGAINST]
+        return table
+
+    if results.get("cv"):
+        cv = pooled("cv-", list(results["cv"]["regimes"]))
+        if cv is not None:
+            found["cv"] = cv
+    if results.get("unsurveyed"):
+        uns = pooled("unsurveyed", [HELD_OUT])
+        if uns is not None:
+            found["unsurveyed"] = uns[HELD_OUT]
+    return found
+
+
 def _fit_calibration(cfg: ExperimentConfig, dirs: list[Path], species: list[str], regime: str | None = None) -> dict:
     """The exported model's calibration, fitted and chosen on held-out predictions.
 

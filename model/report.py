@@ -294,6 +294,8 @@ def protocol_markdown(results: dict, cfg, cube, plots: list[str]) -> str:  # noq
         lines += _loso_section(results["loso"])
     if results.get("unsurveyed"):
         lines += _unsurveyed_section(results["unsurveyed"])
+    if results.get("against"):
+        lines += _against_section(results["against"])
     if results.get("test"):
         lines += _test_section(results["test"])
     if scorings:
@@ -399,6 +401,35 @@ def _unsurveyed_section(uns: dict) -> list[str]:
                      + " | ".join(_num(s[k]) for k in ("0.01", "0.05", "0.1", "0.2"))
                      + f" | {_interval(uns['compare'].get(m))} | {_interval(uns['compare_top10'].get(m))} |")
     return lines + ["", _seed_note(uns["seeds"]), ""]
+
+
+def _against_section(against: dict) -> list[str]:
+    """The exported model against another run's (``m3 evaluate --against``), paired on the same folds."""
+    lines = [f"## Against run `{against['run']}` ({against['name']})", "",
+             "This run's ResNet-UNet against that run's, on the same folds, sealed blocks and held-out states; "
+             "the interval is for this run minus that run (paired 95%).", "",
+             "| stage | this run | that run | this − that [95% CI] |", "|---|---|---|---|"]
+    for regime, r in against.get("cv", {}).items():
+        c = r["compare"]
+        lines.append(f"| CV, {regime} hidden, AUPRC | {_num(c['reference'])} | {_num(c['other'])} | {_interval(c)} |")
+    if against.get("loso"):
+        c = against["loso"]["compare"]
+        lines.append(f"| LOSO, mean AUPRC over states | {_num(c['reference'])} | {_num(c['other'])} | "
+                     f"{_interval(c)} |")
+    if against.get("unsurveyed"):
+        u = against["unsurveyed"]
+        for label, c in (("unsurveyed, AUPRC", u["compare"]), ("unsurveyed, top 10%", u["compare_top10"])):
+            lines.append(f"| {label} | {_num(c['reference'])} | {_num(c['other'])} | {_interval(c)} |")
+    lines.append("")
+    if against.get("loso"):
+        loso = against["loso"]
+        lines += [f"Leave one state out, state by state (this run higher in {loso['states_ahead']} of "
+                  f"{len(loso['states'])}): " + "; ".join(
+                      f"{s} {_num(v['this'])} against {_num(v['other'])}" for s, v in loso["per_state"].items())
+                  + ".", ""]
+    if against.get("missing"):
+        lines += [f"Not compared: {', '.join(against['missing'])} (that run's score files are not on disk).", ""]
+    return lines
 
 
 def _test_section(test: dict) -> list[str]:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from model.config import config_from_dict
 from model.cube_data import CubeArrays
 from model.masking import MaskGenerator
 from model.patches import PatchSampler, case_inputs
 from model.protocol import (
+    against_run,
     aggregate_protocol,
     folds_of,
     loso_stage,
@@ -253,3 +256,50 @@ def test_units_split_a_run_between_processes(tmp_path: Path, tiny_raw: dict) -> 
     run_protocol(cfg, cube, tmp_path, progress=False, units=("cv-1", "loso-BB"))
     done = sorted(p.parent.name for p in (tmp_path / "protocol").glob("*/fold.json"))
     assert done == ["cv-1", "loso-BB"]
+
+
+def _report_for_against(cfg, run: Path) -> dict:  # noqa: ANN001
+    """What m3 evaluate leaves for a later --against: the aggregate in metrics.json, the configuration."""
+    results = aggregate_protocol(cfg, SPECIES, run / "protocol")
+    (run / "metrics.json").write_text(json.dumps({"protocol": results}), encoding="utf-8")
+    (run / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict()))), encoding="utf-8")
+    return results
+
+
+def test_against_pairs_states_and_blocks(tmp_path: Path, tiny_raw: dict) -> None:
+    cfg = protocol_config(tiny_raw, stages=["cv", "loso"], cv_folds=[0], loso_states=["AA", "BB"],
+                          baselines=["roughness"])
+    this, other = tmp_path / "this", tmp_path / "other"
+    run_protocol(cfg, protocol_cube(), this, progress=False)
+    results = _report_for_against(cfg, this)
+    shutil.copytree(this, other)
+
+    same = against_run(cfg, SPECIES, this / "protocol", results, other)
+    assert same["missing"] == [] and set(same["cv"]) == set(results["cv"]["regimes"])
+    for comp in [same["loso"]["compare"], *(r["compare"] for r in same["cv"].values())]:
+        assert comp["diff"] == 0 and comp["lo"] == 0 and comp["hi"] == 0 and comp["verdict"] == "level"
+    assert same["loso"]["states"] == ["AA", "BB"] and same["loso"]["states_ahead"] == 0
+
+    # the other run's model a little worse in each state: ahead in both, by the mean of the differences
+    metrics = json.loads((other / "metrics.json").read_text(encoding="utf-8"))
+    for state in ("AA", "BB"):
+        metrics["protocol"]["loso"]["per_state"][state]["unet"] -= 0.01
+    (other / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    for npz in (other / "protocol").glob("cv-*/scores/*.npz"):
+        npz.unlink()
+    worse = against_run(cfg, SPECIES, this / "protocol", results, other)
+    assert worse["loso"]["compare"]["diff"] == pytest.approx(0.01) and worse["loso"]["states_ahead"] == 2
+    assert worse["loso"]["compare"]["verdict"] == "ahead" and worse["missing"] == ["cv"] and "cv" not in worse
+
+    from model.report import protocol_markdown
+
+    text = protocol_markdown(dict(results, against=worse), cfg, protocol_cube(), [])
+    assert "## Against run" in text and "Not compared: cv" in text and "higher in 2 of 2" in text
+
+    folds = json.loads((other / "protocol" / "folds.json").read_text(encoding="utf-8"))
+    folds["test_seed"] += 1
+    (other / "protocol" / "folds.json").write_text(json.dumps(folds), encoding="utf-8")
+    with pytest.raises(ValueError, match="other folds"):
+        against_run(cfg, SPECIES, this / "protocol", results, other)
+    with pytest.raises(FileNotFoundError, match="m3 evaluate"):
+        against_run(cfg, SPECIES, this / "protocol", results, tmp_path / "nowhere")
