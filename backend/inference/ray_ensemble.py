@@ -2,13 +2,14 @@
 
 Actors each hold one :class:`MapEvaluator` (one onnxruntime session, on the GPU Ray gives the actor where it
 gives one) over the cube they read from the shared path, and evaluate whole *rounds* of the mask schedule: a
-round's evaluations hide every cell exactly once, so an actor adds them up into a round's sums
-(:class:`WeightedSums`, float32) with no rounding at all. Ray tasks on the driver's node then fold the rounds'
-sums in round order, which is the order :func:`run_ensemble` adds them in: the layers are bit for bit the local
-path's for the same mask seed, and the driver holds one set of sums, at the end.
+round's evaluations hide every cell exactly once, so an actor sends one composite of them (each cell's
+probability from the evaluation that hid it, and its weight). Ray tasks on the driver's node then fold the
+rounds into the sums (:class:`WeightedSums`'s float32 arithmetic) in round order, the order
+:func:`run_ensemble` adds them in: the layers are bit for bit the local path's for the same mask seed, and the
+driver holds one set of sums, at the end.
 
 Failures: actors restart (``max_restarts``) and their tasks are retried (``max_task_retries``), on another
-node where theirs is gone; a round whose sums were lost with a node, or whose actor could not come back, is
+node where theirs is gone; a round whose outputs were lost with a node, or whose actor could not come back, is
 evaluated again. Actors with nothing left to do are released at once, so a restarted actor finds room.
 
 Ray is imported only when this runs (the ``scale`` extra); importing the module does not need it.
@@ -31,40 +32,47 @@ from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: One round's (or a fold's) sums: w·p and w·p² (float32 [S, H, W]), w (float32 [H, W]), hidden count (uint16).
+#: The folded sums: w·p and w·p² (float32 [S, H, W]), w (float32 [H, W]), hidden count (uint16 [H, W]).
 Sums = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: One round's outputs: each cell's probability from the evaluation that hid it, NaN where any evaluation
+#: of the round gave NaN (float32 [S, H, W]), and each cell's weight (float32 [H, W]).
+Round = tuple[np.ndarray, np.ndarray]
 
 #: An actor restarts this many times (a node lost, a process killed) before its rounds go to the others.
 MAX_RESTARTS = 3
 
 
 def round_sums(evaluate: Evaluate, n_species: int, schedule: MaskSchedule, r: int,
-               taper: int = DEFAULT_TAPER_CELLS, members: int = 1) -> Sums:
-    """The sums of round ``r``'s evaluations, with the arithmetic of :func:`run_ensemble`.
+               taper: int = DEFAULT_TAPER_CELLS, members: int = 1) -> Round:
+    """Round ``r``'s evaluations as one composite: what :func:`fold` needs to add the round as the local path does.
 
-    Every cell is hidden in exactly one evaluation of a round and weighs 0 in the others, so each sum is that
-    one evaluation's float32 product, exactly; added to the sums of the rounds before, in round order, it
-    gives what the local path's running sums hold after round ``r``.
+    Every cell is hidden in exactly one evaluation of a round and weighs 0 in the others, so the local path's
+    sums gain, per cell, w·p and (w·p)·p of that one evaluation in float32 (plus zeros, which change nothing
+    but a NaN, kept here). Half the bytes of the sums themselves travel from the actor to the fold.
     """
     cover = schedule.round(r)
     part = cover.part()
-    taper_weights = cover.weights(taper)
-    sums = WeightedSums(n_species, schedule.shape, 1)
+    prob_round = np.empty((n_species, *schedule.shape), dtype=np.float32)
+    unreached = np.zeros((n_species, *schedule.shape), dtype=bool)
     for k in range(cover.parts):
         region = part == k
         hide = np.broadcast_to(region, (n_species, *schedule.shape))
         shift = cover.shifts[k]
         prob = evaluate(hide, shift, r % members) if members > 1 else evaluate(hide, shift)
-        weight = np.where(region, taper_weights, np.float32(0))
-        sums.add_rows(region, weight, prob, 0, schedule.shape[0])
-    return sums.acc, sums.acc2, sums.wsum, sums.count
+        prob_round[:, region] = prob[:, region]
+        unreached |= np.isnan(prob)
+    prob_round[unreached] = np.nan
+    return prob_round, cover.weights(taper)
 
 
-def fold(total: Sums | None, part: Sums) -> tuple[int, Sums]:
+def fold(total: Sums | None, part: Round) -> tuple[int, Sums]:
     """(0, the running sums plus one round's), in float32 as the local path adds them (the 0 tells the driver)."""
+    prob, weight = part
+    wp = prob * weight
+    wp2 = wp * prob
     if total is None:
-        return 0, tuple(np.array(a) for a in part)  # type: ignore[return-value]
-    return 0, (total[0] + part[0], total[1] + part[1], total[2] + part[2], total[3] + part[3])
+        return 0, (wp, wp2, np.array(weight), np.ones(weight.shape, dtype=np.uint16))
+    return 0, (total[0] + wp, total[1] + wp2, total[2] + weight, total[3] + np.uint16(1))
 
 
 class RoundEvaluator:
@@ -87,8 +95,8 @@ class RoundEvaluator:
         """The provider the actor's session runs on (answers once the actor is up)."""
         return self.model.provider
 
-    def round(self, r: int) -> tuple[str, Sums]:
-        """(the node it ran on, round r's sums)."""
+    def round(self, r: int) -> tuple[str, Round]:
+        """(the node it ran on, round r's outputs)."""
         import ray
 
         sums = round_sums(self.evaluate, len(self.model.card.species), self.schedule, r, self.taper, self.members)
