@@ -7,7 +7,12 @@ covariate is missing rank last; ties at the threshold count in proportion (the e
 tie-breaking). A random ranking puts ``--top`` of the records in the top. The issue's floor is the shipped
 ``roughness`` band: about 47% in the top 10%.
 
+``--area surveyed`` asks the same inside the surveyed states (the cells the networks learn from), of their
+survey records (``--records survey``) or of their national records: a cue that ranks the unsurveyed states'
+records well but the surveyed states' poorly cannot be learnt from the surveyed states.
+
     .venv/bin/python scripts/covariate_signal.py --cube /tmp/cube-derived [--top 0.1] [--json out.json]
+    .venv/bin/python scripts/covariate_signal.py --area surveyed --records survey
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.cube.contract import COVARIATES_TIF, COVERAGE_TIF, NATIONAL_TIF, read_manifest  # noqa: E402
+from backend.cube.contract import COVARIATES_TIF, COVERAGE_TIF, NATIONAL_TIF, SURVEY_TIF, read_manifest  # noqa: E402
 
 BASELINE = "roughness"
 
@@ -44,15 +49,16 @@ def top_share(score: np.ndarray, targets: np.ndarray, top: float) -> float:
     return hits / float(targets.sum())
 
 
-def read_layers(cube: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-    """Covariate names, species, the unsurveyed CONUS mask and the national presence (S, H, W) of a cube."""
+def read_layers(cube: Path, area: str = "unsurveyed", records: str = "national"
+                ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Covariate names, species, the CONUS mask of ``area`` and the presence (S, H, W) of ``records`` of a cube."""
     manifest = read_manifest(cube)
     with rasterio.open(cube / COVERAGE_TIF) as ds:
         coverage, conus = ds.read(1) > 0, ds.read(2) > 0
-    with rasterio.open(cube / NATIONAL_TIF) as ds:
-        national = ds.read() > 0
+    with rasterio.open(cube / (NATIONAL_TIF if records == "national" else SURVEY_TIF)) as ds:
+        presence = ds.read() > 0
     names = list(manifest.band_names(COVARIATES_TIF))
-    return names, list(manifest.species), conus & ~coverage, national
+    return names, list(manifest.species), conus & (coverage if area == "surveyed" else ~coverage), presence
 
 
 def main() -> None:
@@ -61,8 +67,12 @@ def main() -> None:
     parser.add_argument("--cube", type=Path, default=Path("cube"))
     parser.add_argument("--top", type=float, default=0.1, help="fraction of unsurveyed cells counted as the top")
     parser.add_argument("--json", type=Path, default=None, help="also write the shares here")
+    parser.add_argument("--area", choices=("unsurveyed", "surveyed"), default="unsurveyed",
+                        help="rank the CONUS cells outside the surveyed states, or inside them")
+    parser.add_argument("--records", choices=("national", "survey"), default="national",
+                        help="the records to find in the top (survey records exist inside the surveyed states only)")
     args = parser.parse_args()
-    names, species, area, national = read_layers(args.cube)
+    names, species, area, national = read_layers(args.cube, args.area, args.records)
     targets = [national[k][area] for k in range(len(species))]
     counts = [int(t.sum()) for t in targets]
     shares: dict[str, dict[str, list[float]]] = {}
@@ -71,8 +81,8 @@ def main() -> None:
             values = ds.read(k + 1)[area].astype(np.float64)
             shares[name] = {sign: [top_share(s * values, t, args.top) for t in targets]
                             for sign, s in (("+", 1.0), ("-", -1.0))}
-    print(f"unsurveyed CONUS cells: {int(area.sum()):,}; top {args.top:.0%}; random = {args.top:.0%}")
-    print("national-record cells there: " + ", ".join(f"{s} {n}" for s, n in zip(species, counts, strict=True)))
+    print(f"{args.area} CONUS cells: {int(area.sum()):,}; top {args.top:.0%}; random = {args.top:.0%}")
+    print(f"{args.records}-record cells there: " + ", ".join(f"{s} {n}" for s, n in zip(species, counts, strict=True)))
     print()
     print("| covariate | sign | " + " | ".join(species) + " | mean | mean - roughness |")
     print("|---|---|" + "---|" * (len(species) + 2))
@@ -84,7 +94,8 @@ def main() -> None:
             cells = " | ".join(f"{100 * v:.0f}" for v in row)
             print(f"| {name} | {sign} | {cells} | **{100 * mean:.1f}** | {100 * (mean - base):+.1f} |")
     if args.json:
-        payload = {"cube": str(args.cube), "top": args.top, "species": species, "targets": counts, "shares": shares}
+        payload = {"cube": str(args.cube), "top": args.top, "area": args.area, "records": args.records,
+                   "species": species, "targets": counts, "shares": shares}
         args.json.write_text(json.dumps(payload, indent=1) + "\n")
 
 
