@@ -104,8 +104,6 @@ def rank_bins(scores: np.ndarray, bins: int | None = None) -> np.ndarray:
     ``bins`` None: the rank itself (one bin per distinct score).
     """
     n = scores.size
-    if bins is None:
-        bins = max(n, 1)
     order = np.argsort(-scores, kind="stable")
     s = scores[order]
     starts = np.r_[0, np.flatnonzero(np.diff(s) != 0) + 1] if n else np.zeros(0, dtype=np.int64)
@@ -114,7 +112,7 @@ def rank_bins(scores: np.ndarray, bins: int | None = None) -> np.ndarray:
         group[starts[1:]] = 1
     rank = starts[np.cumsum(group)]  # ties share the rank of their group's first cell
     out = np.empty(n, dtype=np.int64)
-    out[order] = rank * bins // max(n, 1)
+    out[order] = rank if bins is None else rank * bins // max(n, 1)
     return out
 
 

@@ -65,15 +65,15 @@ def main() -> None:
     """Print the table (markdown) and optionally write it as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cube", type=Path, default=Path("cube"))
-    parser.add_argument("--top", type=float, default=0.1, help="fraction of unsurveyed cells counted as the top")
+    parser.add_argument("--top", type=float, default=0.1, help="fraction of the area's cells counted as the top")
     parser.add_argument("--json", type=Path, default=None, help="also write the shares here")
     parser.add_argument("--area", choices=("unsurveyed", "surveyed"), default="unsurveyed",
                         help="rank the CONUS cells outside the surveyed states, or inside them")
     parser.add_argument("--records", choices=("national", "survey"), default="national",
                         help="the records to find in the top (survey records exist inside the surveyed states only)")
     args = parser.parse_args()
-    names, species, area, national = read_layers(args.cube, args.area, args.records)
-    targets = [national[k][area] for k in range(len(species))]
+    names, species, area, presence = read_layers(args.cube, args.area, args.records)
+    targets = [presence[k][area] for k in range(len(species))]
     counts = [int(t.sum()) for t in targets]
     shares: dict[str, dict[str, list[float]]] = {}
     with rasterio.open(args.cube / COVARIATES_TIF) as ds:

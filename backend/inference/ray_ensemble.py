@@ -99,8 +99,8 @@ class RoundEvaluator:
         """(the node it ran on, round r's outputs)."""
         import ray
 
-        sums = round_sums(self.evaluate, len(self.model.card.species), self.schedule, r, self.taper, self.members)
-        return ray.get_runtime_context().get_node_id(), sums
+        outputs = round_sums(self.evaluate, len(self.model.card.species), self.schedule, r, self.taper, self.members)
+        return ray.get_runtime_context().get_node_id(), outputs
 
 
 @dataclass
@@ -186,7 +186,7 @@ class _RoundDriver:
         self.actors: list[Any] = []
         self.idle: list[Any] = []
         self.waiting: dict[Any, tuple[str, int, Any]] = {}  # marker -> (round|fold|ready, r, actor or sums)
-        self.done: dict[int, Any] = {}   # round -> its sums (a reference), evaluated but not folded yet
+        self.done: dict[int, Any] = {}   # round -> its outputs (a reference), evaluated but not folded yet
         self.total: Any = None           # the folded sums (a reference)
         self.folded = 0
         self.folding = False
@@ -234,7 +234,7 @@ class _RoundDriver:
             self._add_actor()
 
     def _fold_next(self) -> None:
-        """Fold the next round in order, if its sums are in and no fold is running."""
+        """Fold the next round in order, if its outputs are in and no fold is running."""
         if self.folding or self.folded not in self.done:
             return
         marker, total = self.fold.remote(self.total, self.done.pop(self.folded))
