@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--diagnose", action="store_true",
                         help="also time the plain whole-grid pass, the GPU compute alone (inputs and output left "
                              "on the device) and an onnxruntime profile of one evaluation, by operator type")
+    parser.add_argument("--compare-graphs", action="store_true",
+                        help="also time single evaluations through the members' full (gated) graphs beside their "
+                             "all-hidden graphs, alternately in one run, and check the hidden cells agree")
     parser.add_argument("--require-gpu", action="store_true",
                         help="stop at once if onnxruntime fell back to the CPU (100 CPU evaluations take hours)")
     args = parser.parse_args()
@@ -82,7 +85,7 @@ def main() -> None:
     whole = settings.gpu_whole_map and engine.on_gpu and not args.sliding
     evaluate = MapEvaluator(engine, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
                             needed=arrays.conus, band_rows=settings.window_band_rows, whole=whole,
-                            margin=settings.window_margin)
+                            margin=settings.window_margin, all_hidden=True)
     n_sp = len(engine.card.species)
     masking = training_masking(engine.card)
     mask = np.broadcast_to(draw_round((0,), arrays.shape, masking).region(0), (n_sp, *arrays.shape))
@@ -93,6 +96,13 @@ def main() -> None:
         single.append(time.perf_counter() - t0)
     conus_prob = prob[:, arrays.conus]
     assert np.isfinite(conus_prob).all() and conus_prob.min() >= 0 and conus_prob.max() <= 1
+    graphs = None
+    if args.compare_graphs:
+        full = MapEvaluator(engine, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
+                            needed=arrays.conus, band_rows=settings.window_band_rows, whole=whole,
+                            margin=settings.window_margin, all_hidden=False)
+        graphs = compare_graphs(full, evaluate, mask, arrays.conus, args.single_runs)
+        full.close()
 
     done = []
 
@@ -124,7 +134,7 @@ def main() -> None:
         "ensemble": {"masks": args.masks, "mask_seed": args.mask_seed, "evaluations": result.evaluations,
                      "seconds": ensemble_s, "per_eval_s": ensemble_s / result.evaluations},
         "mean_prospectivity_conus": float(mean_conus.mean()),
-        "diagnosis": diagnosis,
+        "diagnosis": diagnosis, "graphs": graphs,
     }
     path = ROOT / "bench" / "results" / "ensemble.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,9 +148,33 @@ def main() -> None:
     print(f"| ensemble of E = {args.masks} mask rounds ({result.evaluations} evaluations) | "
           f"{ensemble_s:.1f} s ({ensemble_s / result.evaluations:.3f} s/eval) |")
 
+    if graphs:
+        print(f"| single evaluation, full (gated) graphs, median of {args.single_runs} | {graphs['full_s']:.3f} s |")
+        print(f"| single evaluation, all-hidden graphs, same run | {graphs['hidden_s']:.3f} s "
+              f"({graphs['speedup']:.2f}x; hidden cells differ by at most {graphs['max_abs_diff']:.2e}) |")
     if diagnosis:
         for key, value in diagnosis.items():
             print(f"| {key} | {value} |")
+
+
+def compare_graphs(full, hidden, mask, conus, runs: int) -> dict:
+    """Single evaluations through the full and the all-hidden graphs, alternately: medians, ratio, parity.
+
+    Parity is the largest difference over the CONUS cells the mask hides (the cells the ensemble reads).
+    """
+    import numpy as np
+
+    a, b = full(mask), hidden(mask)  # warm-up, and the parity check
+    cells = mask[0] & conus
+    diff = float(np.abs(a[:, cells] - b[:, cells]).max())
+    times: dict[str, list[float]] = {"full": [], "hidden": []}
+    for _ in range(runs):
+        for name, fn in (("full", full), ("hidden", hidden)):
+            t0 = time.perf_counter()
+            fn(mask)
+            times[name].append(time.perf_counter() - t0)
+    f, h = statistics.median(times["full"]), statistics.median(times["hidden"])
+    return {"full_s": f, "hidden_s": h, "speedup": f / h, "max_abs_diff": diff, "runs": times}
 
 
 def median_time(fn, runs: int) -> float:

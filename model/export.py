@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 OPSET = 17
 CELL_SIZE_M = 1609.344
 CRS = "EPSG:5070"
+#: A member's graph for cells where every species is hidden: model.onnx -> model.hidden.onnx.
+HIDDEN_SUFFIX = ".hidden.onnx"
 
 
 def export_onnx(net: M3Network | GatedExperts, path: Path, n_channels: int, size: int = 64) -> None:
@@ -102,12 +104,20 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
         member = load_trained(exp, EXPORTED_MODEL, model_dir(run_dir, EXPORTED_MODEL, s) / "final.pt")
         path = run_dir / ("model.onnx" if s == seed else f"model-seed-{s}.onnx")
         export_onnx(member, path, len(channels), size=4 * member.multiple)
-        members.append({"onnx": path.name, "sha256": sha256_file(path), "seed": s})
+        entry: dict = {"onnx": path.name, "sha256": sha256_file(path), "seed": s}
+        if isinstance(member, GatedExperts):
+            # where every species is hidden the gate picks the blind expert: its graph alone gives those
+            # cells the same probabilities at half the cost (the whole-map ensemble hides every species)
+            hidden = path.with_name(path.stem + HIDDEN_SUFFIX)
+            export_onnx(member.blind, hidden, len(channels), size=4 * member.multiple)
+            entry |= {"hidden_onnx": hidden.name, "hidden_sha256": sha256_file(hidden)}
+        members.append(entry)
         if s == seed:
             net = member
     onnx_path = run_dir / "model.onnx"
-    for stale in run_dir.glob("model-seed-*.onnx"):  # members of an earlier export that are no longer trained
-        if stale.name not in {m["onnx"] for m in members}:
+    written = {m["onnx"] for m in members} | {m["hidden_onnx"] for m in members if "hidden_onnx" in m}
+    for stale in [*run_dir.glob("model-seed-*.onnx"), *run_dir.glob(f"model{HIDDEN_SUFFIX}")]:
+        if stale.name not in written:  # files of an earlier export that this one does not write
             stale.unlink()
     stem = net.stem
     payload = {

@@ -44,6 +44,10 @@ class Member:
     onnx_file: str
     sha256: str
     seed: int | None = None
+    #: optional: the graph for cells where every species is hidden (a gated model's blind expert), which gives
+    #: those cells the probabilities of ``onnx_file`` at less cost; the whole-map ensemble uses it
+    hidden_onnx: str | None = None
+    hidden_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,19 @@ class ModelCard:
     #: the trained networks the ensemble cycles through (training seeds); the first is ``onnx_file``
     members: tuple[Member, ...] = ()
 
-    def member_path(self, k: int) -> Path:
-        """Path of member ``k``'s ONNX file (member 0 is ``onnx_path``)."""
+    def member_path(self, k: int, hidden: bool = False) -> Path:
+        """Path of member ``k``'s ONNX file (member 0 is ``onnx_path``); ``hidden``: its all-hidden graph."""
+        if hidden:
+            name = self.members[k].hidden_onnx if self.members else None
+            if name is None:
+                raise ValueError(f"member {k} of {self.name} has no graph for all-hidden cells")
+            return self.folder / name
         return self.folder / self.members[k].onnx_file if self.members else self.onnx_path
+
+    @property
+    def has_hidden_graphs(self) -> bool:
+        """Whether every member has a graph for cells where every species is hidden."""
+        return bool(self.members) and all(m.hidden_onnx for m in self.members)
 
     @property
     def onnx_path(self) -> Path:
@@ -92,7 +106,8 @@ class ModelCard:
                 "covariates": list(self.covariates), "channels": [str(c) for c in self.channels],
                 "multiple": self.multiple, "cube": self.cube_sha256, "unsurveyed": self.unsurveyed,
                 "calibration": self.calibration.method if self.calibration else None,
-                "members": [{"onnx": m.onnx_file, "sha256": m.sha256, "seed": m.seed} for m in self.members]}
+                "members": [{"onnx": m.onnx_file, "sha256": m.sha256, "seed": m.seed, "hidden_onnx": m.hidden_onnx}
+                            for m in self.members]}
 
 
 def _calibration(path: Path, raw: dict[str, Any], species: tuple[str, ...]) -> Calibration | None:
@@ -145,6 +160,13 @@ def load_model_card(folder: Path, verify: bool = True) -> ModelCard:
             raise ModelContractError(f"{onnx} (a member of {path}) does not exist")
         if verify and member.onnx_file != card.onnx_file and sha256_file(onnx) != member.sha256:
             raise ModelContractError(f"{onnx} has sha256 {sha256_file(onnx)}, model.json says {member.sha256}")
+        if member.hidden_onnx is not None:
+            hidden = folder / member.hidden_onnx
+            if not hidden.is_file():
+                raise ModelContractError(f"{hidden} (the all-hidden graph of a member of {path}) does not exist")
+            if verify and sha256_file(hidden) != member.hidden_sha256:
+                raise ModelContractError(f"{hidden} has sha256 {sha256_file(hidden)}, "
+                                         f"model.json says {member.hidden_sha256}")
     if verify:
         actual = sha256_file(card.onnx_path)
         if actual != card.sha256:
@@ -164,9 +186,15 @@ def _members(path: Path, raw: dict[str, Any]) -> tuple[Member, ...]:
         if not isinstance(entry, dict) or "onnx" not in entry or "sha256" not in entry:
             raise ModelContractError(f"{path}: a member needs onnx and sha256; got {entry!r}")
         name = str(entry["onnx"])
-        if Path(name).name != name:
-            raise ModelContractError(f"{path}: a member's onnx must be a file name next to model.json, not {name!r}")
-        out.append(Member(name, str(entry["sha256"]), entry.get("seed")))
+        hidden = entry.get("hidden_onnx")
+        for file in (name, hidden):
+            if file is not None and (not isinstance(file, str) or Path(file).name != file or not file):
+                raise ModelContractError(f"{path}: a member's onnx and hidden_onnx must each be a file name "
+                                         f"next to model.json, not {file!r}")
+        if hidden is not None and not entry.get("hidden_sha256"):
+            raise ModelContractError(f"{path}: a member with hidden_onnx needs hidden_sha256; got {entry!r}")
+        out.append(Member(name, str(entry["sha256"]), entry.get("seed"), hidden,
+                          str(entry["hidden_sha256"]) if hidden is not None else None))
     if out[0].onnx_file != str(raw["onnx"]) or out[0].sha256 != str(raw["sha256"]):
         raise ModelContractError(f"{path}: the first member must be the model's onnx ({raw['onnx']})")
     return tuple(out)

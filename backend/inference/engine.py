@@ -25,12 +25,15 @@ class InferenceEngine:
 
     def __init__(self, card: ModelCard, providers: Sequence[str] = ("CPUExecutionProvider",),
                  intra_threads: int = 0, inter_threads: int = 1, cpu_mem_arena: bool = False,
-                 member: int = 0) -> None:
+                 member: int = 0, hidden: bool = False) -> None:
         import onnxruntime as ort
 
         self._args = (tuple(providers), intra_threads, inter_threads, cpu_mem_arena)
         self.member = member
+        #: whether this session runs the member's all-hidden graph (valid only where every species is hidden)
+        self.hidden = hidden
         self._members: list[InferenceEngine] | None = [self] if len(card.members) <= 1 else None
+        self._hidden_members: list[InferenceEngine] | None = None
 
         available = ort.get_available_providers()
         chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
@@ -45,7 +48,7 @@ class InferenceEngine:
         # tensors of gigabytes, and doubling them can run a card out of memory that would have sufficed
         provider_options = [{"arena_extend_strategy": "kSameAsRequested"} if p == "CUDAExecutionProvider" else {}
                             for p in chosen]
-        self.path = card.member_path(member)
+        self.path = card.member_path(member, hidden)
         self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen,
                                             provider_options=provider_options)
         self.provider = self.session.get_providers()[0]
@@ -62,9 +65,22 @@ class InferenceEngine:
     def members(self) -> list[InferenceEngine]:
         """An engine for every member of the model (training seeds), this one first; made once, on first use."""
         if self._members is None:
-            self._members = [self] + [InferenceEngine(self.card, *self._args, member=k)
+            self._members = [self] + [InferenceEngine(self.card, *self._args, member=k, hidden=self.hidden)
                                       for k in range(1, len(self.card.members))]
         return self._members
+
+    @property
+    def hidden_members(self) -> list[InferenceEngine]:
+        """An engine per member for cells where every species is hidden (made once, on first use).
+
+        The members' all-hidden graphs when the model has them (model.json ``hidden_onnx``), else :attr:`members`.
+        """
+        if self.hidden or not self.card.has_hidden_graphs:
+            return self.members
+        if self._hidden_members is None:
+            self._hidden_members = [InferenceEngine(self.card, *self._args, member=k, hidden=True)
+                                    for k in range(len(self.card.members))]
+        return self._hidden_members
 
     @property
     def on_gpu(self) -> bool:

@@ -52,11 +52,15 @@ def job_progress(engine: sa.Engine, job_id: int, every_s: float = 0.5) -> JobPro
 
 def map_evaluator(settings: Settings, model: InferenceEngine, arrays: CubeArrays,
                   threads: int | None = None) -> MapEvaluator:
-    """The whole-map evaluator of the settings: sliding windows over CONUS cells, or the whole grid on a GPU."""
+    """The whole-map evaluator of the settings: sliding windows over CONUS cells, or the whole grid on a GPU.
+
+    The ensemble reads only the cells an evaluation hides, with every species hidden there, so the evaluator
+    runs the members' all-hidden graphs where the model has them.
+    """
     return MapEvaluator(model, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
                         needed=arrays.conus_cells, band_rows=settings.window_band_rows,
                         whole=settings.gpu_whole_map and model.on_gpu, margin=settings.window_margin,
-                        threads=threads)
+                        threads=threads, all_hidden=True)
 
 
 def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = None,

@@ -39,13 +39,19 @@ class MapEvaluator:
 
     The covariate channels are assembled once; each call rewrites only the species channels, with a
     small thread pool.
+
+    ``all_hidden``: the caller uses only cells where every species is hidden (the whole-map ensemble), so
+    the members' all-hidden graphs run where the model has them (``InferenceEngine.hidden_members``: a gated
+    model's blind expert, the same probabilities there at half the cost); other cells get that graph's values.
     """
 
     def __init__(self, engine: InferenceEngine, arrays: CubeArrays, window: int = 512, overlap: int = 64,
                  batch: int = 4, needed: np.ndarray | None = None, band_rows: int = 256,
                  whole: bool = False, threads: int | None = None, resident: bool | None = None,
-                 margin: int = 0) -> None:
+                 margin: int = 0, all_hidden: bool = False) -> None:
         self.engine = engine
+        #: the networks the calls run, one per member (training seed)
+        self.nets = engine.hidden_members if all_hidden else engine.members
         self.needed = needed
         self.band_rows = band_rows
         self.arrays = arrays
@@ -56,7 +62,7 @@ class MapEvaluator:
         self.margin = margin
         self.residents: list[DeviceMapRunner] = []  # one device-resident runner per member, when used
         if whole and (engine.on_gpu if resident is None else resident) and device_map.supported(engine.card):
-            self.residents = [DeviceMapRunner(m, arrays) for m in engine.members]
+            self.residents = [DeviceMapRunner(m, arrays) for m in self.nets]
         self.pool = ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1),
                                        thread_name_prefix="m3-inputs")
         self._inputs: np.ndarray | None = None   # [C, H, W], a view into _padded when whole
@@ -89,7 +95,7 @@ class MapEvaluator:
         (model.json) returns calibrated probabilities.
         """
         calibration = self.engine.card.calibration
-        prob = self._raw(hidden, shift, member % len(self.engine.members))
+        prob = self._raw(hidden, shift, member % len(self.nets))
         return calibration.apply(prob, self.arrays.coverage) if calibration is not None else prob
 
     def _raw(self, hidden: np.ndarray, shift: int, member: int) -> np.ndarray:
@@ -108,7 +114,7 @@ class MapEvaluator:
                 self.whole, self.residents, self._inputs, self._padded = False, [], None, None
         card = self.engine.card
         inputs = self._fill(hidden)
-        return sliding_predict(self.engine.members[member].predict, inputs, len(card.species), self.window,
+        return sliding_predict(self.nets[member].predict, inputs, len(card.species), self.window,
                                self.overlap, card.multiple, self.batch, self.needed, self.band_rows, shift,
                                self.margin)
 
@@ -127,7 +133,7 @@ class MapEvaluator:
         self._fill(hidden)
         assert self._padded is not None
         h, w = self.arrays.shape
-        return self.engine.members[member].predict(self._padded)[0, :, :h, :w]
+        return self.nets[member].predict(self._padded)[0, :, :h, :w]
 
     def close(self) -> None:
         """Stop the input threads and drop the buffers."""

@@ -147,3 +147,38 @@ def test_a_per_model_loss_changes_only_that_models_training(tmp_path, tiny_confi
     changed["models"]["unet_blind"]["loss"] = {"bce": 2.0}
     assert first_losses(plain, "unet_blind", tmp_path / "a") != first_losses(changed, "unet_blind", tmp_path / "b")
     assert first_losses(plain, "unet_known", tmp_path / "a") == first_losses(changed, "unet_known", tmp_path / "b")
+
+
+def test_export_writes_the_blind_graph_for_all_hidden_cells(tmp_path, tiny_config, tiny_arrays):
+    pytest.importorskip("onnxruntime")
+    import json
+
+    import onnxruntime as ort
+
+    from backend.inference.contract import load_model_card
+    from backend.inference.engine import InferenceEngine
+    from model.export import export_run
+
+    exp = open_experiment(config_from_dict(_gated_raw(tiny_config)), cube=tiny_arrays)
+    train_model(exp, "unet", 0, tmp_path, progress=False)
+    (tmp_path / "metrics.json").write_text(json.dumps({"regimes": {}}))
+    payload = export_run(exp, tmp_path)
+    assert payload["members"][0]["hidden_onnx"] == "model.hidden.onnx"
+    engine = InferenceEngine(load_model_card(tmp_path))
+    hidden = engine.hidden_members
+    assert [e.path.name for e in hidden] == ["model.hidden.onnx"] and hidden[0].hidden
+    assert engine.members == [engine] and not engine.hidden
+
+    s = len(exp.cube.species)
+    n_channels = len(engine.card.channels)
+    rng = np.random.default_rng(5)
+    x = np.zeros((1, n_channels, 32, 32), dtype=np.float32)
+    x[:, s:2 * s] = rng.random((1, s, 32, 32)) < 0.3
+    x[:, s:2 * s, 4:20, 6:26] = 1.0                      # a hidden region: every species hidden
+    x[:, :s] = (rng.random((1, s, 32, 32)) < 0.2) * (1 - x[:, s:2 * s])
+    x[:, 2 * s:] = rng.standard_normal((1, n_channels - 2 * s, 32, 32))
+    full = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"x": x})[0]
+    blind = hidden[0].predict(x)
+    every = x[0, s:2 * s].min(axis=0) == 1
+    np.testing.assert_allclose(blind[:, :, every], full[:, :, every], atol=1e-6)
+    assert not np.allclose(blind[:, :, ~every], full[:, :, ~every], atol=1e-3)  # elsewhere the known expert's

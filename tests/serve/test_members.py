@@ -91,3 +91,52 @@ def test_members_are_checked(tmp_path: Path) -> None:
         (folder / "model.json").write_text(json.dumps(raw))
         with pytest.raises(ModelContractError, match=message):
             load_model_card(folder)
+
+
+def _with_hidden_graph(root: Path) -> Path:
+    """The tiny model whose one member has an all-hidden graph: the tiny model of seed 3, as model.hidden.onnx."""
+    folder = write_tiny_model(root / "hidden-model", seed=0)
+    other = write_tiny_model(root / "hidden-other", seed=3)
+    shutil.copy(other / "model.onnx", folder / "model.hidden.onnx")
+    card = json.loads((folder / "model.json").read_text())
+    card["members"] = [{"onnx": "model.onnx", "sha256": card["sha256"], "seed": 0, "hidden_onnx": "model.hidden.onnx",
+                        "hidden_sha256": json.loads((other / "model.json").read_text())["sha256"]}]
+    (folder / "model.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_the_whole_map_evaluator_runs_the_all_hidden_graphs(setup) -> None:
+    _, arrays, root = setup
+    folder = _with_hidden_graph(root)
+    engine = InferenceEngine(load_model_card(folder))
+    assert engine.card.has_hidden_graphs and [e.path.name for e in engine.hidden_members] == ["model.hidden.onnx"]
+    alone = InferenceEngine(load_model_card(root / "hidden-other"))
+    mask = np.zeros((2, *arrays.shape), dtype=bool)
+    mask[:, 5:20, 5:30] = True
+    ensemble, full, reference = (MapEvaluator(engine, arrays, whole=True, all_hidden=True),
+                                 MapEvaluator(engine, arrays, whole=True),
+                                 MapEvaluator(alone, arrays, whole=True))
+    try:
+        np.testing.assert_allclose(ensemble(mask), reference(mask), atol=1e-6)
+        assert not np.allclose(full(mask), reference(mask))
+    finally:
+        for e in (ensemble, full, reference):
+            e.close()
+    # a model without them runs its full graphs either way
+    plain = InferenceEngine(load_model_card(root / "other"))
+    assert not plain.card.has_hidden_graphs and plain.hidden_members == plain.members
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: m.update(hidden_onnx="../model.hidden.onnx"), "a file name"),
+    (lambda m: m.pop("hidden_sha256"), "needs hidden_sha256"),
+    (lambda m: m.update(hidden_sha256="0" * 64), "model.json says"),
+    (lambda m: m.update(hidden_onnx="gone.onnx"), "does not exist"),
+])
+def test_a_bad_all_hidden_graph_is_refused(tmp_path, change, message) -> None:
+    folder = _with_hidden_graph(tmp_path)
+    card = json.loads((folder / "model.json").read_text())
+    change(card["members"][0])
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelContractError, match=message):
+        load_model_card(folder)
