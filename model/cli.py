@@ -197,16 +197,23 @@ def protocol(
 
 
 @model_app.command("export")
-def export(run: Annotated[Path, typer.Option(help="Run folder written by m3 train.")]) -> None:
-    """Write model.onnx (raw inputs -> sigmoid probabilities) and model.json into the run folder."""
+def export(run: Annotated[Path, typer.Option(help="Run folder written by m3 train.")],
+           out: Annotated[Path | None, typer.Option(help=(
+               "Folder to write the model to (default: the run folder), e.g. runs/demo, the served one."))] = None,
+           ) -> None:
+    """Write model.onnx (raw inputs -> sigmoid probabilities), the other members and model.json."""
     from model.export import export_run
 
+    dest = out or run
+    if dest.exists() and not dest.is_dir():
+        _fail(f"--out {dest} is not a folder")
     try:
-        payload = export_run(_open_run(run), run)
+        payload = export_run(_open_run(run), run, out)
     except FileNotFoundError as exc:
         _fail(str(exc))
         return
-    typer.echo(f"wrote {run / 'model.onnx'} (sha256 {payload['sha256'][:12]}...) and {run / 'model.json'}")
+    typer.echo(f"wrote {dest / 'model.onnx'} (sha256 {payload['sha256'][:12]}...), "
+               f"{len(payload['members'])} member(s) and {dest / 'model.json'}")
 
 
 @model_app.command("sweep")

@@ -94,15 +94,20 @@ def _calibration(run_dir: Path, species: list[str]) -> dict | None:
     return out
 
 
-def export_run(exp: Experiment, run_dir: Path) -> dict:
-    """Export the selected UNet of a run to model.onnx and write model.json; return model.json's content."""
+def export_run(exp: Experiment, run_dir: Path, out: Path | None = None) -> dict:
+    """Export the selected UNet of a run to model.onnx and write model.json; return model.json's content.
+
+    The files go to ``out`` (default: the run folder); model.json names the run (``run``) whose report judged it.
+    """
+    dest = run_dir if out is None else out
+    dest.mkdir(parents=True, exist_ok=True)
     metrics = read_metrics(run_dir / "metrics.json")
     seed = select_seed(exp, run_dir, metrics)
     channels = channel_names(exp.cube.species, exp.cube.covariates, exp.cfg.data.unsurveyed)
     members = []
     for s in [seed] + [s for s in trained_seeds(exp, run_dir) if s != seed]:
         member = load_trained(exp, EXPORTED_MODEL, model_dir(run_dir, EXPORTED_MODEL, s) / "final.pt")
-        path = run_dir / ("model.onnx" if s == seed else f"model-seed-{s}.onnx")
+        path = dest / ("model.onnx" if s == seed else f"model-seed-{s}.onnx")
         export_onnx(member, path, len(channels), size=4 * member.multiple)
         entry: dict = {"onnx": path.name, "sha256": sha256_file(path), "seed": s}
         if isinstance(member, GatedExperts):
@@ -114,9 +119,9 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
         members.append(entry)
         if s == seed:
             net = member
-    onnx_path = run_dir / "model.onnx"
+    onnx_path = dest / "model.onnx"
     written = {m["onnx"] for m in members} | {m["hidden_onnx"] for m in members if "hidden_onnx" in m}
-    for stale in [*run_dir.glob("model-seed-*.onnx"), *run_dir.glob(f"model{HIDDEN_SUFFIX}")]:
+    for stale in [*dest.glob("model-seed-*.onnx"), *dest.glob(f"model{HIDDEN_SUFFIX}")]:
         if stale.name not in written:  # files of an earlier export that this one does not write
             stale.unlink()
     stem = net.stem
@@ -138,11 +143,12 @@ def export_run(exp: Experiment, run_dir: Path) -> dict:
         "metrics": _headline(metrics), "cube": exp.cube.cube_sha256,
         "seed": seed, "arch": EXPORTED_MODEL, "unsurveyed": exp.cfg.data.unsurveyed,
         "calibration": _calibration(run_dir, list(exp.cube.species)), "members": members,
+        "run": run_dir.as_posix(),
     }
-    tmp = run_dir / "model.json.tmp"
+    tmp = dest / "model.json.tmp"
     tmp.write_text(json.dumps(_clean(payload), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, run_dir / "model.json")
-    log.info("exported UNet seeds %s to %s (%.1f MB each)", [m["seed"] for m in members], run_dir,
+    os.replace(tmp, dest / "model.json")
+    log.info("exported UNet seeds %s to %s (%.1f MB each)", [m["seed"] for m in members], dest,
              onnx_path.stat().st_size / 1e6)
     return payload
 

@@ -162,9 +162,11 @@ def test_export_writes_the_blind_graph_for_all_hidden_cells(tmp_path, tiny_confi
     exp = open_experiment(config_from_dict(_gated_raw(tiny_config)), cube=tiny_arrays)
     train_model(exp, "unet", 0, tmp_path, progress=False)
     (tmp_path / "metrics.json").write_text(json.dumps({"regimes": {}}))
-    payload = export_run(exp, tmp_path)
-    assert payload["members"][0]["hidden_onnx"] == "model.hidden.onnx"
-    engine = InferenceEngine(load_model_card(tmp_path))
+    served = tmp_path / "served"  # m3 export --out: the served folder, apart from the run
+    payload = export_run(exp, tmp_path, served)
+    assert payload["members"][0]["hidden_onnx"] == "model.hidden.onnx" and payload["run"] == tmp_path.as_posix()
+    assert sorted(p.name for p in served.iterdir()) == ["model.hidden.onnx", "model.json", "model.onnx"]
+    engine = InferenceEngine(load_model_card(served))
     hidden = engine.hidden_members
     assert [e.path.name for e in hidden] == ["model.hidden.onnx"] and hidden[0].hidden
     assert engine.members == [engine] and not engine.hidden
@@ -177,7 +179,7 @@ def test_export_writes_the_blind_graph_for_all_hidden_cells(tmp_path, tiny_confi
     x[:, s:2 * s, 4:20, 6:26] = 1.0                      # a hidden region: every species hidden
     x[:, :s] = (rng.random((1, s, 32, 32)) < 0.2) * (1 - x[:, s:2 * s])
     x[:, 2 * s:] = rng.standard_normal((1, n_channels - 2 * s, 32, 32))
-    full = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"x": x})[0]
+    full = ort.InferenceSession(str(served / "model.onnx")).run(None, {"x": x})[0]
     blind = hidden[0].predict(x)
     every = x[0, s:2 * s].min(axis=0) == 1
     np.testing.assert_allclose(blind[:, :, every], full[:, :, every], atol=1e-6)
