@@ -74,7 +74,9 @@ def main() -> None:
     from backend.settings import Settings
 
     settings = Settings(development=True)
-    engine = InferenceEngine(load_model_card(args.model), args.providers.split(","), args.threads, 1)
+    # the memory arena on, as m3 infer runs the whole-map pass (backend.inference.reinference)
+    engine = InferenceEngine(load_model_card(args.model), args.providers.split(","), args.threads, 1,
+                             cpu_mem_arena=True)
     if args.require_gpu and not engine.on_gpu:
         raise SystemExit(f"--require-gpu: onnxruntime runs on {engine.provider}")
     cube = CubeSource.open(args.cube)

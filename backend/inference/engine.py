@@ -30,7 +30,7 @@ class InferenceEngine:
 
         self._args = (tuple(providers), intra_threads, inter_threads, cpu_mem_arena)
         self.member = member
-        #: whether this session runs the member's all-hidden graph (valid only where every species is hidden)
+        #: whether this engine runs the member's all-hidden graph (valid only where every species is hidden)
         self.hidden = hidden
         self._members: list[InferenceEngine] | None = [self] if len(card.members) <= 1 else None
         self._hidden_members: list[InferenceEngine] | None = None
