@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     cluster_min_cells: int = Field(default=4, ge=1, description="Smallest flagged cluster, in cells.")
     cluster_site_distance_m: float = Field(default=2000.0, ge=0, description=(
         "A flagged cell lies at least this far (metres) from every known record of its species."))
+    cluster_min_surveyed: float = Field(default=0.75, ge=0, le=1, description=(
+        "A flagged cell has at least this share of surveyed cells within cluster_context_cells of it: a cell on a "
+        "coast, an island or a surveyed state's border is predicted mostly from unknown ground (0: no limit)."))
+    cluster_context_cells: int | None = Field(default=None, ge=0, description=(
+        "Half-side in cells of the square cluster_min_surveyed looks at (default: the model's widest input radius, "
+        "model.json's config.train.context_radius, else its blur_radius)."))
     cluster_max_per_species: int = Field(default=200, ge=1,
                                          description="Clusters kept per species (by mean score x log size).")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
+from backend.inference.contract import ModelCard
 from backend.inference.cube_inputs import CubeArrays, CubeSource
 from backend.inference.engine import InferenceEngine
 from backend.inference.ensemble import EnsembleResult, discrepancy, run_ensemble
@@ -25,7 +26,14 @@ from backend.layers.catalog import (
     publish_version,
     version_folder,
 )
-from backend.layers.clusters import Cluster, far_from_records, find_clusters, flag_threshold, store_clusters
+from backend.layers.clusters import (
+    Cluster,
+    far_from_records,
+    find_clusters,
+    flag_threshold,
+    store_clusters,
+    surveyed_share,
+)
 from backend.layers.cog import LAYER_KINDS, LayerKind, layer_stats, write_layer
 from backend.settings import Settings
 
@@ -105,7 +113,8 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         staging.mkdir(parents=True)
         infos = _write_layers(staging, cube, arrays.labels, arrays.coverage, arrays.conus_cells, result, report)
         report(0.95, "finding clusters")
-        found, thresholds = _flag_clusters(settings, cube, arrays.labels, arrays.coverage, result)
+        context = context_cells(settings, card)
+        found, thresholds = _flag_clusters(settings, cube, arrays.labels, arrays.coverage, result, context)
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
@@ -117,7 +126,9 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
                                 "fraction": masking.region_fraction},
                     "seconds": round(seconds, 2), "provider": model.provider,
                     "clusters": {"top_share": settings.cluster_top_share, "min_cells": settings.cluster_min_cells,
-                                 "site_distance_m": settings.cluster_site_distance_m, "thresholds": thresholds}}
+                                 "site_distance_m": settings.cluster_site_distance_m,
+                                 "min_surveyed": settings.cluster_min_surveyed, "context_cells": context,
+                                 "thresholds": thresholds}}
         with engine.begin() as conn:
             store_clusters(conn, version, found, cube.grid.crs)
             publish_version(conn, version, infos, ensemble)
@@ -131,15 +142,29 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
     return version
 
 
+def context_cells(settings: Settings, card: ModelCard) -> int:
+    """The half-side of the square whose surveyed share a flagged cell needs (settings, else the model's reach)."""
+    if settings.cluster_context_cells is not None:
+        return settings.cluster_context_cells
+    train = (card.raw.get("config") or {}).get("train") or {}
+    return int(train.get("context_radius") or train.get("blur_radius") or 0)
+
+
 def _flag_clusters(settings: Settings, cube: CubeSource, labels: np.ndarray, coverage: np.ndarray,
-                   result: EnsembleResult) -> tuple[list[Cluster], dict[str, float | None]]:
-    """Each species' clusters (top share of its eligible cells) and the probability threshold that gave them."""
+                   result: EnsembleResult, context: int = 0) -> tuple[list[Cluster], dict[str, float | None]]:
+    """Each species' clusters (top share of its eligible cells) and the probability threshold that gave them.
+
+    Eligible: at least ``cluster_site_distance_m`` from every record of the species, and with at least
+    ``cluster_min_surveyed`` of the cells within ``context`` surveyed.
+    """
     found: list[Cluster] = []
     thresholds: dict[str, float | None] = {}
+    surrounded = (surveyed_share(coverage, context) >= settings.cluster_min_surveyed
+                  if settings.cluster_min_surveyed > 0 else np.ones_like(coverage, dtype=bool))
     for i, sp in enumerate(result.species):
         known = labels[cube.species.index(sp)]
         disc = discrepancy(result.mean[i:i + 1], known[None], coverage)[0]
-        eligible = far_from_records(known, cube.grid.cell, settings.cluster_site_distance_m)
+        eligible = far_from_records(known, cube.grid.cell, settings.cluster_site_distance_m) & surrounded
         threshold = flag_threshold(disc, eligible, settings.cluster_top_share)
         thresholds[sp] = None if threshold is None else round(threshold, 6)
         if threshold is not None:

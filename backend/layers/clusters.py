@@ -1,8 +1,9 @@
 """Flagged clusters: where the model expects a species that no record within a set distance shows.
 
 A cell is flagged for a species when it is far from every known record of that species (every point of the
-cell at least ``distance_m`` from every point of every cell that holds one), lies inside survey coverage, and
-its ensemble-mean probability is in the top ``top_share`` of such cells for that species. Connected flagged
+cell at least ``distance_m`` from every point of every cell that holds one), lies inside survey coverage with
+enough surveyed ground around it (:func:`surveyed_share`), and its ensemble-mean probability is in the top
+``top_share`` of such cells for that species. Connected flagged
 cells form a cluster. Clusters are stored with the nearest known site of their species (and its distance) and
 with the known sites of any commodity inside them, and ranked by probability, size and distance to known ground.
 """
@@ -57,6 +58,18 @@ def far_from_records(labels: np.ndarray, cell_m: float, distance_m: float) -> np
     di, dj = np.meshgrid(offsets, offsets, indexing="ij")
     gap = cell_m * np.hypot(np.maximum(np.abs(di) - 1, 0), np.maximum(np.abs(dj) - 1, 0))
     return ~ndimage.binary_dilation(present, structure=gap < distance_m)
+
+
+def surveyed_share(coverage: np.ndarray, radius: int) -> np.ndarray:
+    """Share of surveyed cells in the (2r+1)^2 square around each cell (cells beyond the grid count as unsurveyed).
+
+    A model reads every unsurveyed cell without a record as unknown, like a hidden region; a cell with little
+    surveyed ground around it is predicted from unknown ground alone (a coast, an island, a state border),
+    which training never showed on that scale.
+    """
+    if radius <= 0:
+        return coverage.astype(np.float32)
+    return ndimage.uniform_filter(coverage.astype(np.float32), size=2 * radius + 1, mode="constant", cval=0.0)
 
 
 def flag_threshold(discrepancy: np.ndarray, eligible: np.ndarray, top_share: float) -> float | None:

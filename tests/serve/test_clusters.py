@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from backend.layers.clusters import far_from_records, find_clusters, flag_threshold
+from backend.layers.clusters import far_from_records, find_clusters, flag_threshold, surveyed_share
 
 from .synthetic import small_grid
 
@@ -35,6 +35,19 @@ def test_far_cells_keep_the_distance_and_no_more(distance):
         one = np.zeros_like(far)
         one[r, c] = True
         assert _min_gap_to_records(one, labels) < distance
+
+
+def test_surveyed_share_counts_the_square_and_treats_the_grid_edge_as_unsurveyed():
+    rng = np.random.default_rng(3)
+    coverage = rng.random((30, 40)) < 0.6
+    coverage[:, 25:] = False    # an unsurveyed neighbour beyond a straight border
+    share = surveyed_share(coverage, 3)
+    padded = np.pad(coverage, 3)
+    for r, c in [(0, 0), (10, 10), (15, 22), (29, 39), (5, 24)]:
+        assert np.isclose(share[r, c], padded[r:r + 7, c:c + 7].mean(), atol=1e-6)
+    # near the border the share falls: cells there are predicted mostly from unknown ground
+    assert share[:, 24].mean() < share[:, 15].mean()
+    assert np.array_equal(surveyed_share(coverage, 0), coverage.astype(np.float32))
 
 
 def test_threshold_is_the_top_share_of_eligible_finite_cells():

@@ -9,6 +9,7 @@ from backend.inference.contract import ModelContractError, load_model_card
 from backend.inference.cube_inputs import CubeSource
 from backend.inference.engine import InferenceEngine
 from backend.inference.infill import InfillRequest, run_infill
+from backend.inference.reinference import context_cells
 from backend.layers.catalog import load_current
 
 from .synthetic import write_tiny_model
@@ -41,7 +42,7 @@ def test_published_version_has_cogs_and_is_current(serve_settings, serve_engine,
     assert not list(serve_settings.layers_dir.glob(".staging-*"))
 
 
-def test_clusters_list_sites_inside_and_keep_their_size(serve_engine, published):
+def test_clusters_list_sites_inside_and_keep_their_size(serve_settings, serve_engine, published):
     with serve_engine.connect() as c:
         rows = c.execute(sa.text("SELECT species, n_sites, sites, mean_score, n_cells, area_km2 FROM clusters "
                                  "WHERE layer_version = :v ORDER BY mean_score DESC"), {"v": published}).all()
@@ -53,8 +54,20 @@ def test_clusters_list_sites_inside_and_keep_their_size(serve_engine, published)
         assert r.n_cells >= 4 and r.area_km2 == pytest.approx(r.n_cells * 1.609344 ** 2, rel=1e-6)
     clusters = ensemble["clusters"]
     assert clusters["top_share"] == 0.1 and clusters["site_distance_m"] == 3000.0
+    # the tiny model records no input radius: the surveyed-share rule looks at the cell alone
+    assert clusters["min_surveyed"] == serve_settings.cluster_min_surveyed and clusters["context_cells"] == 0
     for r in rows:
         assert r.mean_score >= clusters["thresholds"][r.species]
+
+
+def test_surveyed_square_defaults_to_the_models_widest_input_radius(serve_settings, tmp_path):
+    card = load_model_card(write_tiny_model(tmp_path / "m"))
+    assert context_cells(serve_settings, card) == 0
+    card.raw["config"] = {"train": {"blur_radius": 4, "context_radius": 40}}
+    assert context_cells(serve_settings, card) == 40
+    card.raw["config"] = {"train": {"blur_radius": 4, "context_radius": 0}}
+    assert context_cells(serve_settings, card) == 4
+    assert context_cells(serve_settings.model_copy(update={"cluster_context_cells": 12}), card) == 12
 
 
 def test_checksum_mismatch_is_refused(tmp_path):
