@@ -40,7 +40,7 @@ def _inner_run_lengths(region: np.ndarray) -> list[int]:
 def test_the_evaluation_reads_the_regions_the_model_was_trained_with(tmp_path: Path) -> None:
     """model.json's recorded masking, else the demo configuration's; both as the training reads them."""
     card = load_model_card(DEMO_MODEL, verify=False)
-    trained = load_config(DEMO_MODEL / "config.yaml").masking
+    trained = load_config(DEMO_MODEL.parents[1] / card.raw["run"] / "config.yaml").masking  # the run it came from
     assert training_masking(card) == trained
     tiny = load_model_card(write_tiny_model(tmp_path / "tiny"))
     assert "masking" not in tiny.raw["config"] and training_masking(tiny) == DEMO_MASKING
