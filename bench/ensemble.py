@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/ensemble.py [--model runs/demo] [--cube cube] [--masks 50] [--mask-seed 0]
        [--single-runs 5] [--providers CUDAExecutionProvider,CPUExecutionProvider] [--sliding]
+       [--compare-graphs] [--against DIR]
 
 What ``m3 infer`` does before it writes layers, timed: the cube is read, the onnxruntime engine opened
 with the first available provider, and ``run_ensemble`` evaluates E mask rounds (every cell hidden E
@@ -58,6 +59,10 @@ def main() -> None:
     parser.add_argument("--compare-graphs", action="store_true",
                         help="also time single evaluations through the members' full (gated) graphs beside their "
                              "all-hidden graphs, alternately in one run, and check the hidden cells agree")
+    parser.add_argument("--against", type=Path, default=None, metavar="DIR",
+                        help="also time single evaluations of the model in DIR (an earlier export of the same "
+                             "networks, e.g. before a graph change) beside --model's, alternately in one run, and "
+                             "check the hidden cells agree")
     parser.add_argument("--require-gpu", action="store_true",
                         help="stop at once if onnxruntime fell back to the CPU (100 CPU evaluations take hours)")
     args = parser.parse_args()
@@ -105,6 +110,20 @@ def main() -> None:
                             margin=settings.window_margin, all_hidden=False)
         graphs = compare_graphs(full, evaluate, mask, arrays.conus, args.single_runs)
         full.close()
+    against = None
+    if args.against is not None:
+        other_engine = InferenceEngine(load_model_card(args.against), args.providers.split(","), args.threads, 1,
+                                       cpu_mem_arena=True)
+        cube.check_model(other_engine.card)
+        other = MapEvaluator(other_engine, arrays, settings.window_size, settings.window_overlap,
+                             settings.window_batch, needed=arrays.conus, band_rows=settings.window_band_rows,
+                             whole=whole, margin=settings.window_margin, all_hidden=True)
+        pair = compare_graphs(other, evaluate, mask, arrays.conus, args.single_runs)
+        against = {"model": other_engine.card.name, "against_s": pair["full_s"], "model_s": pair["hidden_s"],
+                   "speedup": pair["speedup"], "max_abs_diff": pair["max_abs_diff"],
+                   "runs": {"against": pair["runs"]["full"], "model": pair["runs"]["hidden"]}}
+        other.close()
+        del other, other_engine
 
     done = []
 
@@ -136,7 +155,7 @@ def main() -> None:
         "ensemble": {"masks": args.masks, "mask_seed": args.mask_seed, "evaluations": result.evaluations,
                      "seconds": ensemble_s, "per_eval_s": ensemble_s / result.evaluations},
         "mean_prospectivity_conus": float(mean_conus.mean()),
-        "diagnosis": diagnosis, "graphs": graphs,
+        "diagnosis": diagnosis, "graphs": graphs, "against": against,
     }
     path = ROOT / "bench" / "results" / "ensemble.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,13 +173,19 @@ def main() -> None:
         print(f"| single evaluation, full (gated) graphs, median of {args.single_runs} | {graphs['full_s']:.3f} s |")
         print(f"| single evaluation, all-hidden graphs, same run | {graphs['hidden_s']:.3f} s "
               f"({graphs['speedup']:.2f}x; hidden cells differ by at most {graphs['max_abs_diff']:.2e}) |")
+    if against:
+        print(f"| single evaluation, {against['model']} (--against), median of {args.single_runs} | "
+              f"{against['against_s']:.3f} s |")
+        print(f"| single evaluation, {engine.card.name} (--model), same run | {against['model_s']:.3f} s "
+              f"({against['speedup']:.2f}x; hidden cells differ by at most {against['max_abs_diff']:.2e}) |")
     if diagnosis:
         for key, value in diagnosis.items():
             print(f"| {key} | {value} |")
 
 
 def compare_graphs(full, hidden, mask, conus, runs: int) -> dict:
-    """Single evaluations through the full and the all-hidden graphs, alternately: medians, ratio, parity.
+    """Single evaluations through two evaluators (the full and the all-hidden graphs), alternately: medians,
+    the ratio first / second, parity.
 
     Parity is the largest difference over the CONUS cells the mask hides (the cells the ensemble reads).
     """
