@@ -107,3 +107,16 @@ def test_cpu_arena_is_off_for_requests_and_on_for_the_whole_map_pass(serve_setti
     assert InferenceEngine.from_settings(serve_settings, cpu_mem_arena=True).options.enable_cpu_mem_arena is True
     on = serve_settings.model_copy(update={"ort_cpu_mem_arena": True})
     assert InferenceEngine.from_settings(on).options.enable_cpu_mem_arena is True
+
+
+def test_arena_sessions_share_one_allocator_and_predict_the_same(serve_settings):
+    plain = InferenceEngine.from_settings(serve_settings)
+    first = InferenceEngine.from_settings(serve_settings, cpu_mem_arena=True)
+    second = InferenceEngine.from_settings(serve_settings, cpu_mem_arena=True)  # the process's arena, registered once
+    assert not plain.options.enable_cpu_mem_arena
+    for engine in (first, second):
+        assert engine.options.get_session_config_entry("session.use_env_allocators") == "1"
+    rng = np.random.default_rng(0)
+    x = rng.random((1, len(plain.card.channels), 32, 40)).astype(np.float32)
+    np.testing.assert_array_equal(first.predict(x), plain.predict(x))
+    np.testing.assert_array_equal(second.predict(x), plain.predict(x))
