@@ -184,8 +184,9 @@ def main() -> None:
 
 
 def compare_graphs(full, hidden, mask, conus, runs: int) -> dict:
-    """Single evaluations through two evaluators (the full and the all-hidden graphs), alternately: medians,
-    the ratio first / second, parity.
+    """Single evaluations through two evaluators (e.g. the full and the all-hidden graphs), alternately.
+
+    Returns the medians, the ratio first / second and the parity.
 
     Parity is the largest difference over the CONUS cells the mask hides (the cells the ensemble reads).
     """

@@ -12,7 +12,12 @@ export function distanceText(metres) {
   return metres < 10_000 ? `${fmt(metres / 1000, 1)} km` : `${Math.round(metres / 1000).toLocaleString()} km`;
 }
 
-export function identifyPopup(body, label) {
+// What the prospectivity value is, for a served model with a calibration (model.json's `calibration`) and without.
+export const CALIBRATED = "Prospectivity is a calibrated probability: the chance that a known site of the commodity " +
+  "would be recorded in this 1-mile cell if it were surveyed like the training states, not the chance of a deposit";
+export const UNCALIBRATED = "Prospectivity values are not calibrated probabilities: they rank 1-mile cells by favourability";
+
+export function identifyPopup(body, label, calibrated = false) {
   const coverage = body.in_coverage === null ? "unknown (no cube)"
     : body.in_coverage ? "inside (a state with systematic records)"
       : "outside: an empty or low cell here is unknown, not barren";
@@ -32,8 +37,7 @@ export function identifyPopup(body, label) {
   ];
   return `<div class="popup identify-popup"><h3>${escapeHtml(label)} at lon ${body.lon.toFixed(5)}, lat ${body.lat.toFixed(5)}</h3>` +
     `<table>${rows.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("")}</table>` +
-    `<p class="help">Prospectivity values are not calibrated probabilities: they rank 1-mile cells by ` +
-    `favourability (layer version v${escapeHtml(body.layer_version)}).</p></div>`;
+    `<p class="help">${calibrated ? CALIBRATED : UNCALIBRATED} (layer version v${escapeHtml(body.layer_version)}).</p></div>`;
 }
 
 // Whether a map click belongs to something else: a vector layer, a popup, a control, or the box tool.
@@ -43,8 +47,9 @@ function ignored(event) {
     || target.closest(".drawing")));
 }
 
-// `sites`: the site layers whose dots take clicks themselves (a SitesLayer or a list of them).
-export function setupIdentify(map, sites, commodity, onError) {
+// `sites`: the site layers whose dots take clicks themselves (a SitesLayer or a list of them); `calibrated()`:
+// whether the served model carries a calibration.
+export function setupIdentify(map, sites, commodity, onError, calibrated = () => false) {
   let request = 0;
   const siteLayers = Array.isArray(sites) ? sites : [sites];
   map.on("click", async (e) => {
@@ -57,7 +62,7 @@ export function setupIdentify(map, sites, commodity, onError) {
     const mine = ++request;
     try {
       const body = await getJSON(`/api/identify?${query({ lon: lon.toFixed(6), lat: e.latlng.lat.toFixed(6), species: id })}`);
-      if (mine === request && popup.isOpen()) popup.setContent(identifyPopup(body, label));
+      if (mine === request && popup.isOpen()) popup.setContent(identifyPopup(body, label, calibrated()));
     } catch (err) {
       if (mine === request && popup.isOpen()) popup.setContent(`<div class="popup">${escapeHtml(err.message)}</div>`);
       onError(err);

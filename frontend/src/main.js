@@ -105,6 +105,13 @@ async function refreshHatch() {
 async function setupContext(states) {
   await context.load().catch(report);
   context.modelCovariates = (layers.meta && layers.meta.model && layers.meta.model.covariates) || [];
+  const calibration = layers.meta && layers.meta.model && layers.meta.model.calibration;
+  if (layers.meta && layers.meta.model) {
+    $("calibration-note").textContent = calibration
+      ? `Its values are calibrated probabilities (per species, a ${calibration} calibration fitted on the ` +
+        "evaluation protocol's cross-validated predictions)."
+      : "Its values are not calibrated probabilities: they rank cells.";
+  }
   const select = $("context-layer");
   select.innerHTML = '<option value="">None</option>' + context.covariates().map((l) =>
     `<option value="${escapeHtml(l.id)}">${escapeHtml(l.title)}${l.units ? ` (${escapeHtml(l.units)})` : ""}</option>`).join("");
@@ -178,7 +185,8 @@ async function start() {
   setupBoxStats(map, () => state.species, report);
   const infill = setupInfill(map, () => state.species, species, () => state.opacity / 100, report);
   setupIdentify(map, [sites, infill.sites], () => ({ id: state.species,
-    label: select.selectedOptions[0] ? select.selectedOptions[0].dataset.label : state.species }), report);
+    label: select.selectedOptions[0] ? select.selectedOptions[0].dataset.label : state.species }), report,
+  () => Boolean(layers.meta && layers.meta.model && layers.meta.model.calibration));
   setupReadout(map, report);
 
   map.on("moveend", () => { saveView(); updateExportLinks(); });

@@ -31,7 +31,10 @@ def test_click_on_a_cell_identifies_it_and_the_readout_follows(page_factory, liv
                   "Nearest known Gold site"):
         assert words in text, words
     assert f"{body['prospectivity']:.3f}" in text and "inside" in text  # California is surveyed
-    assert "not calibrated probabilities" in page.inner_text(".identify-popup")
+    # the served model carries a calibration: the popup and "How to read this map" say the values are probabilities
+    assert "calibrated probability" in page.inner_text(".identify-popup")
+    assert "not calibrated" not in page.inner_text(".identify-popup")
+    assert "are calibrated probabilities (per species, a beta calibration" in page.text_content("#calibration-note")
     if body["nearest_site"]:
         assert "km away" in text
     page.wait_for_timeout(500)  # let the popup finish fading in
