@@ -87,6 +87,39 @@ def run_ensemble(
     return EnsembleResult(species=species, mean=mean, std=std, count=sums.count, evaluations=total)
 
 
+def fill_never_visible(result: EnsembleResult, evaluate: Evaluate, never_visible: np.ndarray,
+                       members: int = 1) -> int:
+    """Replace the values of cells hidden in every evaluation by each member's unmasked evaluation; in place.
+
+    A cell that is read as unknown for every species (unsurveyed ground without any record) is hidden in every
+    evaluation whatever the masks, and the masks only hide records around it, which is less than the map
+    knows. Its prospectivity becomes the mean over the members of one evaluation with nothing hidden but the
+    unknown cells (the leave-one-state-out setting the protocol scores and calibrates), its uncertainty their
+    spread (NaN for one member), and its count grows by the members' evaluations, which hide it too. The
+    result no longer depends on the mask draw there. Returns the evaluations run.
+    """
+    if not never_visible.any():
+        return 0
+    n_sp, shape = result.mean.shape[0], result.mean.shape[1:]
+    nothing = np.zeros((n_sp, *shape), dtype=bool)
+    cells = np.nonzero(never_visible)
+    acc = np.zeros((n_sp, cells[0].size), dtype=np.float64)
+    acc2 = np.zeros_like(acc)
+    for m in range(members):
+        prob = evaluate(nothing, 0, m) if members > 1 else evaluate(nothing, 0)
+        p = prob[:, cells[0], cells[1]].astype(np.float64)
+        acc += p
+        acc2 += p * p
+    mean = acc / members
+    result.mean[:, cells[0], cells[1]] = mean
+    result.std[:, cells[0], cells[1]] = (np.sqrt(np.maximum(acc2 / members - mean * mean, 0)) if members > 1
+                                         else np.nan)
+    result.count[never_visible] += members
+    result.evaluations += members
+    log.info("%d never-visible cells: the mean of %d unmasked evaluation(s)", cells[0].size, members)
+    return members
+
+
 def hidden_regions(schedule: MaskSchedule, taper: int) -> Iterator[tuple[np.ndarray, np.ndarray, int, int]]:
     """(hidden region [H, W] bool, its round's taper weights [H, W], shift, round) of each evaluation, in order."""
     for r in range(schedule.rounds):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from backend.inference.contract import ModelCard
 from backend.inference.cube_inputs import CubeArrays, CubeSource
 from backend.inference.engine import InferenceEngine
-from backend.inference.ensemble import EnsembleResult, discrepancy, run_ensemble
+from backend.inference.ensemble import EnsembleResult, discrepancy, fill_never_visible, run_ensemble
 from backend.inference.jobs import update_job
 from backend.inference.masks import MaskSchedule, training_masking
 from backend.inference.runner import MapEvaluator
@@ -107,6 +107,9 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
             progress=lambda d, t: report(0.05 + 0.75 * d / t, f"evaluation {d} of {t}"),
             members=len(model.members),
         )
+        if card.unsurveyed == "unknown":
+            report(0.8, "unsurveyed ground, unmasked")
+            fill_never_visible(result, evaluate, never_visible(arrays), len(model.members))
         seconds = time.perf_counter() - t0
         evaluate.close()
         log.info("ensemble of %d evaluations on %s in %.1f s", result.evaluations, model.provider, seconds)
@@ -140,6 +143,11 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
     report(1.0, f"published layer version {version}")
     prune_versions(engine, settings.layers_dir, settings.layers_keep)
     return version
+
+
+def never_visible(arrays: CubeArrays) -> np.ndarray:
+    """CONUS cells outside the surveyed states without a record of any species: unknown for every species."""
+    return arrays.conus_cells & ~arrays.coverage & (arrays.labels.max(axis=0) == 0)
 
 
 def context_cells(settings: Settings, card: ModelCard) -> int:

@@ -81,3 +81,38 @@ def test_discrepancy_only_inside_coverage_and_without_records():
     d = discrepancy(mean, labels, coverage)[0]
     assert np.isnan(d[0, 1]) and np.isnan(d[1, 0]) and np.isnan(d[1, 1])
     assert d[0, 0] == np.float32(0.8) and d[1, 2] == np.float32(0.8)
+
+
+def test_never_visible_cells_take_the_members_unmasked_evaluations():
+    from backend.inference.ensemble import fill_never_visible
+
+    shape, species = (30, 40), ("gold", "zinc")
+    rng = np.random.default_rng(4)
+    unmasked = [rng.random((2, *shape)).astype(np.float32) for _ in range(3)]
+
+    def evaluate(hidden, shift, member=0):
+        if not hidden.any():  # the unmasked evaluation of a member: nothing hidden but the unknown cells
+            return unmasked[member]
+        return rng.random((2, *shape)).astype(np.float32)  # masked: a draw that differs every time
+
+    never = np.zeros(shape, dtype=bool)
+    never[5:20, 10:30] = True
+    schedule = MaskSchedule(shape, MASKING, rounds=4, seed=2)
+    result = run_ensemble(evaluate, species, schedule, taper=3, members=3)
+    before_mean, before_std = result.mean.copy(), result.std.copy()
+    assert fill_never_visible(result, evaluate, never, members=3) == 3
+    stack = np.stack(unmasked)[:, :, never]
+    np.testing.assert_allclose(result.mean[:, never], stack.mean(0), atol=1e-6)
+    np.testing.assert_allclose(result.std[:, never], stack.std(0), atol=1e-5)
+    np.testing.assert_array_equal(result.mean[:, ~never], before_mean[:, ~never])
+    np.testing.assert_array_equal(result.std[:, ~never], before_std[:, ~never])
+    assert (result.count[never] == 4 + 3).all() and (result.count[~never] == 4).all()
+    assert result.evaluations == 8 + 3
+    # another mask draw changes the map only outside the never-visible cells
+    other = run_ensemble(evaluate, species, MaskSchedule(shape, MASKING, rounds=4, seed=9), taper=3, members=3)
+    fill_never_visible(other, evaluate, never, members=3)
+    np.testing.assert_allclose(other.mean[:, never], result.mean[:, never], atol=1e-6)
+    one = run_ensemble(lambda h, shift: unmasked[0], species, schedule, taper=3)
+    fill_never_visible(one, lambda h, shift: unmasked[0], never)
+    assert np.isnan(one.std[:, never]).all() and np.isfinite(one.mean[:, never]).all()
+    assert fill_never_visible(one, evaluate, np.zeros(shape, dtype=bool)) == 0

@@ -120,3 +120,14 @@ def test_arena_sessions_share_one_allocator_and_predict_the_same(serve_settings)
     x = rng.random((1, len(plain.card.channels), 32, 40)).astype(np.float32)
     np.testing.assert_array_equal(first.predict(x), plain.predict(x))
     np.testing.assert_array_equal(second.predict(x), plain.predict(x))
+
+
+def test_never_visible_cells_are_unsurveyed_conus_cells_without_any_record(serve_dirs):
+    from backend.inference.reinference import never_visible
+
+    arrays = CubeSource.open(serve_dirs["cube"]).read()
+    cells = never_visible(arrays)
+    assert cells.any() and not (cells & arrays.coverage).any()
+    assert not (cells & (arrays.labels.max(axis=0) > 0)).any() and not (cells & ~arrays.conus_cells).any()
+    expected = arrays.conus_cells & ~arrays.coverage & (arrays.labels.sum(axis=0) == 0)
+    np.testing.assert_array_equal(cells, expected)
