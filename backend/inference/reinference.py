@@ -36,6 +36,7 @@ from backend.layers.clusters import (
 )
 from backend.layers.cog import LAYER_KINDS, LayerKind, layer_stats, write_layer
 from backend.settings import Settings
+from model.config import MaskConfig
 
 log = logging.getLogger(__name__)
 
@@ -121,17 +122,12 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
-        ensemble = {"masks": settings.ensemble_masks, "seeds": len(model.members),
-                    "mask_seed": settings.ensemble_seed, "evaluations": result.evaluations,
-                    "min_hidden": int(result.count[arrays.conus_cells].min()),
-                    "taper_cells": settings.ensemble_taper_cells,
-                    "regions": {"min_cells": masking.region_min_cells, "max_cells": masking.region_max_cells,
-                                "fraction": masking.region_fraction},
-                    "seconds": round(seconds, 2), "provider": model.provider,
-                    "clusters": {"top_share": settings.cluster_top_share, "min_cells": settings.cluster_min_cells,
-                                 "site_distance_m": settings.cluster_site_distance_m,
-                                 "min_surveyed": settings.cluster_min_surveyed, "context_cells": context,
-                                 "thresholds": thresholds}}
+        ensemble = _ensemble_record(settings, model, masking, result, int(result.count[arrays.conus_cells].min()),
+                                    seconds)
+        ensemble["clusters"] = {"top_share": settings.cluster_top_share, "min_cells": settings.cluster_min_cells,
+                                "site_distance_m": settings.cluster_site_distance_m,
+                                "min_surveyed": settings.cluster_min_surveyed, "context_cells": context,
+                                "thresholds": thresholds}
         with engine.begin() as conn:
             store_clusters(conn, version, found, cube.grid.crs)
             publish_version(conn, version, infos, ensemble)
@@ -143,6 +139,16 @@ def run_reinference(settings: Settings, engine: sa.Engine, job_id: int | None = 
     report(1.0, f"published layer version {version}")
     prune_versions(engine, settings.layers_dir, settings.layers_keep)
     return version
+
+
+def _ensemble_record(settings: Settings, model: InferenceEngine, masking: MaskConfig, result: EnsembleResult,
+                     min_hidden: int, seconds: float) -> dict:
+    """What a layer version records of the ensemble that made it (its clusters' settings are added after)."""
+    return {"masks": settings.ensemble_masks, "seeds": len(model.members), "mask_seed": settings.ensemble_seed,
+            "evaluations": result.evaluations, "min_hidden": min_hidden, "taper_cells": settings.ensemble_taper_cells,
+            "regions": {"min_cells": masking.region_min_cells, "max_cells": masking.region_max_cells,
+                        "fraction": masking.region_fraction},
+            "seconds": round(seconds, 2), "provider": model.provider}
 
 
 def never_visible(arrays: CubeArrays) -> np.ndarray:
