@@ -90,9 +90,14 @@ def main() -> None:
     arrays = cube.read()
     read_s = time.perf_counter() - t0
     whole = settings.gpu_whole_map and engine.on_gpu and not args.sliding
-    evaluate = MapEvaluator(engine, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
+
+    def map_evaluator(eng: InferenceEngine, all_hidden: bool = True) -> MapEvaluator:
+        """The whole-map evaluator of m3 infer for ``eng`` (``all_hidden``: the members' all-hidden graphs)."""
+        return MapEvaluator(eng, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
                             needed=arrays.conus, band_rows=settings.window_band_rows, whole=whole,
-                            margin=settings.window_margin, all_hidden=True)
+                            margin=settings.window_margin, all_hidden=all_hidden)
+
+    evaluate = map_evaluator(engine)
     n_sp = len(engine.card.species)
     masking = training_masking(engine.card)
     mask = np.broadcast_to(draw_round((0,), arrays.shape, masking).region(0), (n_sp, *arrays.shape))
@@ -105,9 +110,7 @@ def main() -> None:
     assert np.isfinite(conus_prob).all() and conus_prob.min() >= 0 and conus_prob.max() <= 1
     graphs = None
     if args.compare_graphs:
-        full = MapEvaluator(engine, arrays, settings.window_size, settings.window_overlap, settings.window_batch,
-                            needed=arrays.conus, band_rows=settings.window_band_rows, whole=whole,
-                            margin=settings.window_margin, all_hidden=False)
+        full = map_evaluator(engine, all_hidden=False)
         graphs = compare_graphs(full, evaluate, mask, arrays.conus, args.single_runs)
         full.close()
     against = None
@@ -115,13 +118,9 @@ def main() -> None:
         other_engine = InferenceEngine(load_model_card(args.against), args.providers.split(","), args.threads, 1,
                                        cpu_mem_arena=True)
         cube.check_model(other_engine.card)
-        other = MapEvaluator(other_engine, arrays, settings.window_size, settings.window_overlap,
-                             settings.window_batch, needed=arrays.conus, band_rows=settings.window_band_rows,
-                             whole=whole, margin=settings.window_margin, all_hidden=True)
-        pair = compare_graphs(other, evaluate, mask, arrays.conus, args.single_runs)
-        against = {"model": other_engine.card.name, "against_s": pair["full_s"], "model_s": pair["hidden_s"],
-                   "speedup": pair["speedup"], "max_abs_diff": pair["max_abs_diff"],
-                   "runs": {"against": pair["runs"]["full"], "model": pair["runs"]["hidden"]}}
+        other = map_evaluator(other_engine)
+        against = {"model": other_engine.card.name,
+                   **compare_graphs(other, evaluate, mask, arrays.conus, args.single_runs, ("against", "model"))}
         other.close()
         del other, other_engine
 
@@ -183,26 +182,25 @@ def main() -> None:
             print(f"| {key} | {value} |")
 
 
-def compare_graphs(full, hidden, mask, conus, runs: int) -> dict:
-    """Single evaluations through two evaluators (e.g. the full and the all-hidden graphs), alternately.
+def compare_graphs(first, second, mask, conus, runs: int, names: tuple[str, str] = ("full", "hidden")) -> dict:
+    """Single evaluations through two evaluators (by default the full and the all-hidden graphs), alternately.
 
-    Returns the medians, the ratio first / second and the parity.
-
+    Returns each one's median as ``<name>_s``, the ratio first / second, the parity and every run's time.
     Parity is the largest difference over the CONUS cells the mask hides (the cells the ensemble reads).
     """
     import numpy as np
 
-    a, b = full(mask), hidden(mask)  # warm-up, and the parity check
+    a, b = first(mask), second(mask)  # warm-up, and the parity check
     cells = mask[0] & conus
     diff = float(np.abs(a[:, cells] - b[:, cells]).max())
-    times: dict[str, list[float]] = {"full": [], "hidden": []}
+    times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(runs):
-        for name, fn in (("full", full), ("hidden", hidden)):
+        for name, fn in zip(names, (first, second), strict=True):
             t0 = time.perf_counter()
             fn(mask)
             times[name].append(time.perf_counter() - t0)
-    f, h = statistics.median(times["full"]), statistics.median(times["hidden"])
-    return {"full_s": f, "hidden_s": h, "speedup": f / h, "max_abs_diff": diff, "runs": times}
+    f, s = (statistics.median(times[name]) for name in names)
+    return {f"{names[0]}_s": f, f"{names[1]}_s": s, "speedup": f / s, "max_abs_diff": diff, "runs": times}
 
 
 def median_time(fn, runs: int) -> float:

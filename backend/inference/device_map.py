@@ -230,5 +230,5 @@ class DeviceMapRunner:
         return np.asarray(out, dtype=np.float32)[0, :, :h, :w]
 
     def close(self) -> None:
-        """Release the session and the device copies of the inputs (the GPU memory they hold)."""
+        """Release the onnxruntime session and the device copies of the inputs (the GPU memory they hold)."""
         self._binding = self.session = self._labels = self._rest = None

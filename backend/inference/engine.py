@@ -107,7 +107,7 @@ class InferenceEngine:
 
     @property
     def on_gpu(self) -> bool:
-        """Whether the session runs on an accelerator (CUDA, TensorRT, ROCm...), not the CPU."""
+        """Whether the onnxruntime session runs on an accelerator (CUDA, TensorRT, ROCm...), not the CPU."""
         return self.provider in GPU_PROVIDERS
 
     @classmethod
